@@ -1,0 +1,187 @@
+"""Emotion classification of face crops with LiteRT, driven by the manifest.
+
+This is the single inference path of the project: the live runtime calls it on
+detector crops and ``export`` calls it to verify every exported variant, so the
+accuracy measured at export time is the accuracy of the code that runs live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from edge.errors import ManifestError
+from edge.model_spec import ModelSpec, TensorSpec, VariantSpec, sha256_of
+
+_NUMPY_DTYPES = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8}
+
+
+def _check_tensor(detail: dict, expected: TensorSpec, what: str, model_path: Path) -> None:
+    """Refuse a model whose tensor disagrees with the manifest."""
+    actual_dtype = np.dtype(detail["dtype"]).name
+    if actual_dtype != expected.dtype:
+        raise ManifestError(
+            f"{model_path.name} has {what} dtype {actual_dtype} but the manifest says "
+            f"{expected.dtype}; re-export the model"
+        )
+    scale, zero_point = detail["quantization"]
+    if expected.quantized and not np.isclose(scale, expected.scale, rtol=1e-5):
+        raise ManifestError(
+            f"{model_path.name} has {what} scale {scale} but the manifest says {expected.scale}"
+        )
+    if expected.quantized and int(zero_point) != expected.zero_point:
+        raise ManifestError(
+            f"{model_path.name} has {what} zero point {zero_point} but the manifest says "
+            f"{expected.zero_point}"
+        )
+
+
+class EmotionClassifier:
+    """Classifies batches of face images with one exported variant.
+
+    ``predict`` takes images already at the model's input size and colour mode
+    (the form of a training set); ``classify`` takes RGB face crops of any size
+    and resizes and converts them first (the form the detector produces).
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        spec: ModelSpec,
+        variant: VariantSpec,
+        *,
+        num_threads: int | None = None,
+        verify_hash: bool = True,
+    ) -> None:
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ManifestError(f"model file {model_path} named in the manifest does not exist")
+        if verify_hash and variant.sha256 and sha256_of(model_path) != variant.sha256:
+            raise ManifestError(
+                f"{model_path} does not match the sha256 in its manifest; the file was changed "
+                "after export or belongs to another export"
+            )
+        self.spec = spec
+        self.variant = variant
+        self.model_path = model_path
+        try:
+            self._interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        except ValueError as error:
+            raise ManifestError(f"{model_path} is not a loadable TFLite model: {error}") from None
+        self._interpreter.allocate_tensors()
+        input_detail = self._interpreter.get_input_details()[0]
+        output_detail = self._interpreter.get_output_details()[0]
+        expected_input = (spec.input_height, spec.input_width, spec.channels)
+        if tuple(input_detail["shape"][1:]) != expected_input:
+            raise ManifestError(
+                f"{model_path.name} expects input {tuple(int(v) for v in input_detail['shape'][1:])} "
+                f"but the manifest says {expected_input}; re-export the model"
+            )
+        if int(output_detail["shape"][-1]) != spec.num_classes:
+            raise ManifestError(
+                f"{model_path.name} outputs {int(output_detail['shape'][-1])} classes but the "
+                f"manifest lists {spec.num_classes} labels"
+            )
+        _check_tensor(input_detail, variant.input, "input", model_path)
+        _check_tensor(output_detail, variant.output, "output", model_path)
+        self._input_index = input_detail["index"]
+        self._output_index = output_detail["index"]
+        self._input_dtype = _NUMPY_DTYPES[variant.input.dtype]
+        self._batch_size = int(input_detail["shape"][0])
+        low, high = spec.input_range
+        # Pixel p in [0, 255] maps to the model's input range, then to its quantized form.
+        self._pixel_scale = (high - low) / 255.0
+        self._pixel_offset = low
+
+    @classmethod
+    def from_dir(
+        cls, model_dir: Path, variant: str | None = None, *, num_threads: int | None = None
+    ) -> EmotionClassifier:
+        """Open a variant of the export in ``model_dir`` (its manifest picks the default)."""
+        model_dir = Path(model_dir)
+        spec = ModelSpec.load(model_dir)
+        chosen = spec.variant(variant)
+        return cls(model_dir / chosen.file, spec, chosen, num_threads=num_threads)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels
+
+    def _quantize(self, pixels: np.ndarray) -> np.ndarray:
+        values = pixels.astype(np.float32)
+        if self._pixel_scale != 1.0 or self._pixel_offset != 0.0:
+            values = values * self._pixel_scale + self._pixel_offset
+        tensor = self.variant.input
+        if tensor.quantized:
+            info = np.iinfo(self._input_dtype)
+            values = np.clip(np.round(values / tensor.scale + tensor.zero_point), info.min, info.max)
+        return values.astype(self._input_dtype)
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
+        tensor = self.variant.output
+        if tensor.quantized:
+            return (raw.astype(np.float32) - tensor.zero_point) * tensor.scale
+        return raw.astype(np.float32)
+
+    def _ensure_batch(self, size: int) -> None:
+        # Re-allocating is costly; it happens only when the number of faces changes.
+        if size != self._batch_size:
+            self._interpreter.resize_tensor_input(
+                self._input_index, [size, *self.spec.input_shape], strict=False
+            )
+            self._interpreter.allocate_tensors()
+            self._batch_size = size
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, num_classes) for images of shape (N, H, W[, C]) in 0..255."""
+        images = np.asarray(images)
+        if images.ndim == 3 and self.spec.channels == 1:
+            images = images[..., np.newaxis]
+        if images.ndim != 4 or images.shape[1:] != self.spec.input_shape:
+            raise ValueError(
+                f"predict expects images of shape (N, {', '.join(map(str, self.spec.input_shape))}); "
+                f"got {images.shape}"
+            )
+        if len(images) == 0:
+            return np.zeros((0, self.spec.num_classes), np.float32)
+        self._ensure_batch(len(images))
+        self._interpreter.set_tensor(self._input_index, self._quantize(images))
+        self._interpreter.invoke()
+        return self._dequantize(self._interpreter.get_tensor(self._output_index))
+
+    def prepare(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """Resize an RGB uint8 face crop and convert it to the model's colour mode."""
+        if crop_rgb.ndim != 3 or crop_rgb.shape[2] != 3 or crop_rgb.dtype != np.uint8:
+            raise ValueError(
+                f"face crops must be HxWx3 uint8 RGB; got shape {crop_rgb.shape} {crop_rgb.dtype}"
+            )
+        size = (self.spec.input_width, self.spec.input_height)
+        interpolation = (
+            cv2.INTER_AREA
+            if crop_rgb.shape[0] > size[1] or crop_rgb.shape[1] > size[0]
+            else cv2.INTER_LINEAR
+        )
+        resized = cv2.resize(crop_rgb, size, interpolation=interpolation)
+        if self.spec.channels == 1:
+            return cv2.cvtColor(resized, cv2.COLOR_RGB2GRAY)[..., np.newaxis]
+        return resized
+
+    def classify(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities for RGB face crops of any size, all in one interpreter call."""
+        if len(crops_rgb) == 0:
+            return np.zeros((0, self.spec.num_classes), np.float32)
+        return self.predict(np.stack([self.prepare(crop) for crop in crops_rgb]))
+
+    def close(self) -> None:
+        """Release the interpreter; safe to call twice."""
+        self._interpreter = None
+
+    def __enter__(self) -> EmotionClassifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
