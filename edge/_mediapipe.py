@@ -1,0 +1,64 @@
+"""The one place that imports mediapipe, so TensorFlow never enters the runtime.
+
+mediapipe 1.2.2 tries ``from tensorflow.tools.docs import doc_controls`` at
+import time and, when TensorFlow happens to be installed (a workstation with
+the ``train`` extra), imports all of it: seconds of start-up and gigabytes of
+memory for a decorator. Blocking the name while mediapipe imports makes that
+optional import fail cleanly, exactly as on a device without TensorFlow.
+
+The native side also prints start-up chatter (LiteRT environment, XNNPACK,
+sparsity notes) straight to file descriptor 2; ``quiet_native_stderr`` hides
+it around the calls that produce it and replays it if the call fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from types import ModuleType
+
+_BLOCKED = "tensorflow"
+
+
+def import_mediapipe() -> tuple[ModuleType, ModuleType]:
+    """Import mediapipe without TensorFlow; returns ``(mediapipe, mediapipe.tasks.python.vision)``."""
+    missing = object()
+    previous = sys.modules.get(_BLOCKED, missing)
+    sys.modules[_BLOCKED] = None  # type: ignore[assignment]  # makes `import tensorflow` fail
+    try:
+        import mediapipe
+        from mediapipe.tasks.python import vision
+    finally:
+        if previous is missing:
+            del sys.modules[_BLOCKED]
+        else:
+            sys.modules[_BLOCKED] = previous  # type: ignore[assignment]
+    return mediapipe, vision
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Send what native code writes to fd 2 into a temporary file; replay it on error."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                sink.seek(0)
+                text = sink.read().decode("utf-8", "replace")
+                if text:
+                    sys.stderr.write(text)

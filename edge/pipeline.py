@@ -1,0 +1,205 @@
+"""The runtime loop: detect, crop, classify (batched), track, smooth, per frame.
+
+``Pipeline`` composes the stages it is given, so tests can pass fakes; every
+stage is created once and reused for every frame. ``Pipeline.from_options``
+builds the real stages (shipped face detector, exported emotion model) and
+owns them: use it as a context manager.
+
+    with open_source("clip.mp4") as source, \\
+            Pipeline.from_options(PipelineOptions(model_dir=...), source.kind) as pipeline:
+        for result in pipeline.run(source):
+            ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge.crop import crop_face
+from edge.detector import FaceDetectorOptions
+from edge.errors import ConfigError, DataError, ManifestError
+from edge.model_spec import MANIFEST_NAME, CropSpec
+from edge.tracking import FaceTracker, ScoreSmoother, SmoothingOptions, TrackingOptions
+from edge.types import FaceDetection, FaceResult, Frame, FrameResult, SourceKind
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "emotion"
+
+
+def resolve_model_dir(model_dir: Path | str | None) -> Path:
+    """The emotion model folder to use: ``model_dir``, or the one shipped in the package."""
+    if model_dir is None:
+        if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).is_file():
+            raise ManifestError(
+                f"no default emotion model is installed ({DEFAULT_MODEL_DIR / MANIFEST_NAME} is "
+                "missing); export one with `ers export` and pass its folder with --model-dir DIR "
+                f"(or copy that folder to {DEFAULT_MODEL_DIR})"
+            )
+        return DEFAULT_MODEL_DIR
+    model_dir = Path(model_dir).expanduser()
+    if not model_dir.is_dir():
+        raise ManifestError(f"model folder {model_dir} does not exist; pass a folder written by `ers export`")
+    return model_dir
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineOptions:
+    """Everything needed to build the real pipeline; only ``model_dir`` is usually set.
+
+    ``model_dir`` None means the model shipped in ``edge/models/emotion``;
+    ``variant`` None means the manifest's default variant; ``num_threads``
+    None lets LiteRT choose.
+    """
+
+    model_dir: Path | None = None
+    variant: str | None = None
+    detector: FaceDetectorOptions = field(default_factory=FaceDetectorOptions)
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)
+    smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_dir is not None:
+            object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise ConfigError(f"num_threads must be a whole number >= 1 or None; got {self.num_threads!r}")
+
+
+class Detector(Protocol):
+    def detect(self, frame: Frame) -> Sequence[FaceDetection]: ...
+
+
+class Classifier(Protocol):
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    def classify(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def check_frame(frame: Frame) -> None:
+    """Refuse a frame whose image is not HxWx3 uint8 (the contract every stage relies on)."""
+    image = frame.image_rgb
+    if not isinstance(image, np.ndarray):
+        raise DataError(f"frame {frame.index}: image_rgb must be a numpy array; got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise DataError(f"frame {frame.index}: image_rgb must be uint8; got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise DataError(f"frame {frame.index}: image_rgb must be HxWx3 RGB; got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise DataError(f"frame {frame.index}: image_rgb is empty; got shape {image.shape}")
+
+
+class Pipeline:
+    """Turns frames into ``FrameResult``s with the stages it is given.
+
+    ``crop`` defaults to the classifier manifest's ``CropSpec``
+    (``classifier.spec.crop``); pass it when the classifier has no spec.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        classifier: Classifier,
+        tracker: FaceTracker | None = None,
+        smoother: ScoreSmoother | None = None,
+        *,
+        crop: CropSpec | None = None,
+    ) -> None:
+        self.detector = detector
+        self.classifier = classifier
+        self.tracker = tracker or FaceTracker()
+        self.smoother = smoother or ScoreSmoother()
+        spec = getattr(classifier, "spec", None)
+        self.crop = crop or (spec.crop if spec is not None else CropSpec())
+        self.labels = tuple(classifier.labels)
+        self._owned: list = []
+
+    @classmethod
+    def from_options(
+        cls, options: PipelineOptions | None = None, source_kind: SourceKind | str = SourceKind.VIDEO
+    ) -> Pipeline:
+        """The real pipeline for a kind of source; it owns its detector and classifier."""
+        from edge.classifier import EmotionClassifier  # LiteRT loads only when a real pipeline is built
+        from edge.detector import FaceDetector
+
+        options = options or PipelineOptions()
+        model_dir = resolve_model_dir(options.model_dir)
+        classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads)
+        try:
+            detector = FaceDetector(options.detector.resolve(source_kind))
+        except BaseException:
+            classifier.close()
+            raise
+        pipeline = cls(
+            detector,
+            classifier,
+            FaceTracker(options.tracking),
+            ScoreSmoother(options.smoothing),
+        )
+        pipeline._owned = [detector, classifier]
+        return pipeline
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Detect, classify, track and smooth every face of one frame."""
+        check_frame(frame)
+        detections = self.detector.detect(frame)
+        if not detections:
+            self.tracker.update(())
+            self.smoother.retain(self.tracker.active_ids)
+            return FrameResult(frame.index, frame.timestamp_ms, (), self.labels)
+        image = frame.image_rgb
+        crops = [crop_face(image, detection.box_xyxy, self.crop) for detection in detections]
+        raw = np.asarray(self.classifier.classify(crops), np.float32)
+        track_ids = self.tracker.update([detection.box_xyxy for detection in detections])
+        smoothed = self.smoother.update(track_ids, raw)
+        self.smoother.retain(self.tracker.active_ids)
+        best = smoothed.argmax(axis=1).tolist()
+        raw_rows, smoothed_rows = raw.tolist(), smoothed.tolist()
+        labels = self.labels
+        faces = tuple(
+            FaceResult(
+                track_id=track_ids[i],
+                box_xyxy=detection.box_xyxy,
+                detection_score=detection.score,
+                raw_probs=tuple(raw_rows[i]),
+                smoothed_probs=tuple(smoothed_rows[i]),
+                label=labels[best[i]],
+                confidence=smoothed_rows[i][best[i]],
+            )
+            for i, detection in enumerate(detections)
+        )
+        return FrameResult(frame.index, frame.timestamp_ms, faces, labels)
+
+    def run(self, frames: Iterable[Frame], *, independent: bool | None = None) -> Iterator[FrameResult]:
+        """Results for every frame of a source, lazily.
+
+        ``independent`` frames (default: true for an image source) share no
+        tracks or smoothing: each starts from a reset tracker and smoother.
+        """
+        if independent is None:
+            independent = getattr(frames, "kind", None) == SourceKind.IMAGES
+        for frame in frames:
+            if independent:
+                self.reset()
+            yield self.process(frame)
+
+    def reset(self) -> None:
+        """Forget tracks and smoothing state (before an unrelated stream)."""
+        self.tracker.reset()
+        self.smoother.reset()
+
+    def close(self) -> None:
+        """Release the detector and classifier built by ``from_options``; safe to call twice."""
+        owned, self._owned = self._owned, []
+        for part in owned:
+            part.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
