@@ -1,0 +1,174 @@
+"""Training callbacks: the seed's EarlyStopping and ModelCheckpoint, plus logging and resume.
+
+Resume: ``BackupAndRestore(run_dir/backup)`` saves weights, optimizer state
+and the epoch number after every epoch; fit() started again with the same run
+folder continues from there. The learning-rate schedule is a function of the
+epoch index (``LearningRateScheduler``), so it picks up at the right value.
+``history.csv`` is appended to, after dropping any rows of epochs the backup
+does not cover (a run killed between the CSV row and the backup).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import keras
+
+from trainer.config import OptimConfig, TrainConfig
+
+BACKUP_DIR = "backup"
+HISTORY_CSV = "history.csv"
+CHECKPOINT = "checkpoint.keras"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def lr_schedule(optim: OptimConfig, epochs: int) -> Callable[[int], float]:
+    """Learning rate of a (0-based) epoch: constant, or linear warm-up then cosine decay."""
+    base, floor, warmup = optim.learning_rate, optim.min_learning_rate, optim.warmup_epochs
+
+    def rate(epoch: int, _current: float | None = None) -> float:
+        if optim.schedule == "constant":
+            return base
+        if epoch < warmup:
+            return base * (epoch + 1) / (warmup + 1)
+        progress = (epoch - warmup) / max(1, epochs - warmup)
+        return floor + 0.5 * (base - floor) * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return rate
+
+
+def backup_epoch(run_dir: Path) -> int | None:
+    """Epochs completed by an interrupted run (from its backup), or None."""
+    meta = Path(run_dir) / BACKUP_DIR / "training_metadata.json"
+    if not meta.is_file():
+        return None
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (ValueError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """``history.csv`` as columns of floats ({} when missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                columns.setdefault(key, []).append(float("nan"))
+    return columns
+
+
+class TrimHistory(keras.callbacks.Callback):
+    """Before CSVLogger appends, drop rows of epochs the backup will run again."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def on_train_begin(self, logs=None):
+        path = self.run_dir / HISTORY_CSV
+        done = backup_epoch(self.run_dir) or 0
+        if not path.is_file():
+            return
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        if not rows:
+            return
+        header, body = rows[0], [r for r in rows[1:] if r and int(float(r[0])) < done]
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([header, *body])
+
+
+class EpochScalars(keras.callbacks.Callback):
+    """TensorBoard scalar logs per epoch (train/ and validation/ event files).
+
+    Used when the ``tensorboard`` package (which Keras' TensorBoard callback
+    needs) is not installed; it writes with ``tf.summary.write`` from
+    TensorFlow itself, tagged for TensorBoard's scalar dashboard.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self._writers: dict = {}
+
+    def _writer(self, name: str):
+        import tensorflow as tf
+
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(str(self.log_dir / name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata()
+        metadata.plugin_data.plugin_name = "scalars"
+        for key, value in (logs or {}).items():
+            split, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(split).as_default():
+                tf.summary.write(f"epoch_{tag}", tf.constant(float(value)), step=epoch, metadata=metadata)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+def tensorboard_callback(log_dir: Path) -> keras.callbacks.Callback:
+    """Keras' TensorBoard callback when ``tensorboard`` is installed, else ``EpochScalars``."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        return keras.callbacks.TensorBoard(log_dir=str(log_dir))
+    return EpochScalars(log_dir)
+
+
+def _best_so_far(run_dir: Path, monitor: str) -> float | None:
+    values = [v for v in read_history(Path(run_dir) / HISTORY_CSV).get(monitor, []) if not math.isnan(v)]
+    if not values:
+        return None
+    return max(values) if "accuracy" in monitor else min(values)
+
+
+def default_callbacks(run_dir: Path, cfg: TrainConfig) -> list[keras.callbacks.Callback]:
+    """The run's callbacks in the order they must run at each epoch end."""
+    run_dir = Path(run_dir)
+    mode = "max" if "accuracy" in cfg.monitor else "min"
+    callbacks: list[keras.callbacks.Callback] = [TrimHistory(run_dir)]
+    if cfg.optim.schedule != "constant":
+        callbacks.append(keras.callbacks.LearningRateScheduler(lr_schedule(cfg.optim, cfg.epochs)))
+    elif cfg.optim.reduce_lr_on_plateau:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=cfg.monitor, mode=mode, factor=cfg.optim.reduce_lr_factor,
+            patience=cfg.optim.reduce_lr_patience, min_lr=cfg.optim.min_learning_rate, verbose=1,
+        ))
+    if cfg.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience,
+            restore_best_weights=True, verbose=1,
+        ))
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(
+            run_dir / CHECKPOINT, monitor=cfg.monitor, mode=mode, save_best_only=True,
+            initial_value_threshold=_best_so_far(run_dir, cfg.monitor), verbose=0,
+        ),
+        tensorboard_callback(run_dir / TENSORBOARD_DIR),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+    ]
+    return callbacks

@@ -1,0 +1,141 @@
+"""``ers data``: any supported source -> the seed's ``SplittedDS/{train,val,test}/<class>/`` PNGs.
+
+Sources: a split class-folder tree, a FER+ root (majority labels), a Kaggle
+``fer2013.csv``, or a flat ``<class>/`` tree split per class with a seeded ratio.
+Every image is validated (decoded) before it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edge.errors import ConfigError, DataError
+from trainer import fer2013, ferplus, folders
+from trainer.config import CLASS_NAMES
+from trainer.images import BadFileLog, read_image
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ConvertResult:
+    out_dir: Path
+    counts: dict[str, Counter] = field(default_factory=dict)
+    skipped: int = 0
+    source_format: str = ""
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.out_dir} from a {self.source_format} source"
+                 + (f" ({self.skipped} bad files skipped)" if self.skipped else "")]
+        for split in SPLITS:
+            counts = self.counts.get(split, Counter())
+            detail = ", ".join(f"{name} {counts[name]}" for name in sorted(counts))
+            lines.append(f"  {split}: {sum(counts.values())} images ({detail})")
+        return "\n".join(lines)
+
+
+def _detect(source: Path) -> str:
+    if ferplus.is_ferplus_root(source):
+        return "ferplus"
+    if fer2013.is_fer2013_csv(source):
+        return "fer2013_csv"
+    if folders.is_split_root(source):
+        return "folders"
+    if source.is_dir():
+        return "flat"
+    raise DataError(f"{source}: not a FER+ root, fer2013.csv, split tree or class-folder tree")
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{out_dir} is not empty; pass --overwrite or choose another --out")
+        for split in SPLITS:
+            if (out_dir / split).is_dir():
+                shutil.rmtree(out_dir / split)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_png(target: Path, array: np.ndarray) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = "L" if array.shape[-1] == 1 else "RGB"
+    Image.fromarray(array.squeeze(-1) if mode == "L" else array, mode=mode).save(target)
+
+
+def _copy_files(paths, labels, names, split: str, out_dir: Path, bad: BadFileLog, result: ConvertResult) -> None:
+    from tqdm import tqdm
+
+    counts = result.counts.setdefault(split, Counter())
+    for path, label in tqdm(list(zip(paths, labels)), desc=f"writing {split}", unit="img", leave=False,
+                            mininterval=1.0):
+        path = Path(path)
+        array = read_image(path, "rgb", bad)  # validates the file
+        if array is None:
+            continue
+        target = out_dir / split / names[label] / (path.stem + ".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".png":
+            shutil.copyfile(path, target)
+        else:
+            _write_png(target, array)
+        counts[names[label]] += 1
+
+
+def convert_dataset(source: Path, out_dir: Path, *, source_format: str = "auto",
+                    ratios: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 42,
+                    class_names: tuple[str, ...] | None = None, exclude_list: Path | None = None,
+                    skip_bad: bool = False, overwrite: bool = False) -> ConvertResult:
+    """Write ``out_dir/{train,val,test}/<class>/*.png`` from ``source``."""
+    source, out_dir = Path(source), Path(out_dir)
+    fmt = _detect(source) if source_format == "auto" else source_format
+    bad = BadFileLog(skip=skip_bad)
+    result = ConvertResult(out_dir, source_format=fmt)
+    if fmt == "flat":
+        names = class_names or tuple(folders.flat_class_folders(source))
+        paths, labels = folders.scan_class_folders(source, names, bad)
+        parts = folders.stratified_split(labels, tuple(ratios), seed)
+        _prepare_out(out_dir, overwrite)
+        for split in SPLITS:
+            idx = parts[split]
+            _copy_files([paths[i] for i in idx], labels[idx], names, split, out_dir, bad, result)
+    elif fmt == "folders":
+        names = class_names or CLASS_NAMES
+        scanned = {split: folders.scan_class_folders(source / split, names, bad) for split in SPLITS}
+        _prepare_out(out_dir, overwrite)
+        for split, (paths, labels) in scanned.items():
+            _copy_files(paths, labels, names, split, out_dir, bad, result)
+    elif fmt == "ferplus":
+        names = class_names or CLASS_NAMES
+        excluded = ferplus.exclusions(source, exclude_list, dedup_valid=True)
+        selected = {}
+        for split in SPLITS:
+            table = ferplus.read_label_csv(ferplus.split_folder(source, split) / "label.csv")
+            paths, labels, _ = ferplus.select(table, names, "majority", excluded)
+            selected[split] = (paths, labels.argmax(axis=1))
+        _prepare_out(out_dir, overwrite)
+        for split, (paths, labels) in selected.items():
+            _copy_files(paths, labels, names, split, out_dir, bad, result)
+    elif fmt == "fer2013_csv":
+        names = class_names or CLASS_NAMES
+        rows = fer2013.read_fer2013_csv(source)
+        _prepare_out(out_dir, overwrite)
+        for split, (images, labels, lines) in rows.items():
+            counts = result.counts.setdefault(split, Counter())
+            for image, label, line in zip(images, labels, lines):
+                if label in names:
+                    _write_png(out_dir / split / label / f"{split}_{line:06d}.png", image)
+                    counts[label] += 1
+    else:
+        raise ConfigError(f"unknown source format {fmt!r}")
+    result.skipped = len(bad.skipped)
+    bad.report()
+    return result

@@ -1,0 +1,231 @@
+"""``train(cfg) -> TrainResult``: validate data, build, fit, save, evaluate on test.
+
+Run folder (``cfg.run_dir``, default ``runs/<model name>``)::
+
+    config.yaml  run.json  history.csv  checkpoint.keras  model.keras  model.h5
+    tensorboard/  backup/ (only while unfinished)  metrics.json
+    classification_report.txt  confusion_matrix.png  curves.png
+
+A folder whose run is unfinished (``run.json`` says ``running``) is resumed;
+a finished one is never overwritten unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from edge.errors import ConfigError, ErsError
+from trainer.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG_YAML = "config.yaml"
+RUN_JSON = "run.json"
+MODEL_KERAS = "model.keras"
+MODEL_H5 = "model.h5"
+# Keys that may differ when an interrupted run is resumed.
+RESUMABLE_CHANGES = frozenset({"epochs", "verbose", "data.skip_bad_files"})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+    resumed: bool
+    epochs_completed: int
+    seconds: float
+
+    def summary(self) -> str:
+        m = self.metrics
+        lines = [
+            f"run folder: {self.run_dir}" + (" (resumed)" if self.resumed else ""),
+            f"epochs completed: {self.epochs_completed}  time: {self.seconds:.0f} s",
+            f"test: loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  top-3 {m['top3_accuracy']:.4f}  "
+            f"weighted F1 {m['weighted_f1']:.4f}",
+        ]
+        return "\n".join(lines)
+
+
+def run_status(run_dir: Path) -> str | None:
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("status")
+    except json.JSONDecodeError:
+        return "running"
+
+
+def _write_status(run_dir: Path, status: str, **extra: Any) -> None:
+    (Path(run_dir) / RUN_JSON).write_text(json.dumps({"status": status, "time": time.time(), **extra}) + "\n")
+
+
+def _flat(cfg: TrainConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in cfg.to_dict().items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{sub}": item for sub, item in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def prepare_run_dir(cfg: TrainConfig, *, resume: bool | None, overwrite: bool) -> bool:
+    """Create, resume or (with ``overwrite``) clear the run folder; True when resuming."""
+    run_dir = Path(cfg.run_dir)
+    status = run_status(run_dir)
+    has_files = run_dir.is_dir() and any(run_dir.iterdir())
+    if overwrite and has_files:
+        if status is None:
+            raise ConfigError(f"{run_dir} is not a run folder of `ers train` (no {RUN_JSON}); "
+                              "refusing to delete it; choose another --run-dir")
+        shutil.rmtree(run_dir)
+        status, has_files = None, False
+    if status in ("finished", "evaluated"):
+        raise ConfigError(f"{run_dir} holds a finished run; pass --overwrite to replace it "
+                          "or choose another --run-dir")
+    if status == "running":
+        if resume is False:
+            raise ConfigError(f"{run_dir} holds an unfinished run; resume it (--resume) or pass --overwrite")
+        saved = TrainConfig.from_file(run_dir / CONFIG_YAML) if (run_dir / CONFIG_YAML).is_file() else None
+        if saved is not None:
+            old, new = _flat(saved), _flat(cfg)
+            changed = sorted(k for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES)
+            if changed:
+                raise ConfigError(
+                    f"{run_dir} holds an unfinished run with a different config ({', '.join(changed)}); "
+                    f"resume with --config {run_dir / CONFIG_YAML}, or pass --overwrite"
+                )
+        log.info("resuming the unfinished run in %s", run_dir)
+        return True
+    if has_files:
+        raise ConfigError(f"{run_dir} is not empty and is not a run folder; choose another --run-dir")
+    if resume:
+        raise ConfigError(f"--resume: {run_dir} holds no unfinished run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def get_strategy(name: str):
+    """The tf.distribute strategy for ``cfg.strategy`` (only ``default`` for now)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ConfigError(f"unknown strategy {name!r}")
+
+
+def make_optimizer(cfg: TrainConfig):
+    import keras
+
+    optim = cfg.optim
+    if optim.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=optim.learning_rate, weight_decay=optim.weight_decay)
+    return keras.optimizers.Adam(learning_rate=optim.learning_rate)
+
+
+def compile_model(model, cfg: TrainConfig):
+    """The seed's compile: Adam(W), CategoricalCrossentropy, accuracy and top-3 accuracy."""
+    import keras
+
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.optim.label_smoothing),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=3, name="top3_accuracy"),
+        ],
+    )
+    return model
+
+
+def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None):
+    """Build (or load) and compile the model; call inside ``strategy.scope()``."""
+    from trainer.evaluate import load_model
+    from trainer.models import build_model
+
+    if pretrained is not None:
+        model = load_model(pretrained)
+        if tuple(model.input_shape[1:]) != cfg.data.input_shape or model.output_shape[-1] != cfg.data.num_classes:
+            raise ConfigError(
+                f"{pretrained} takes {tuple(model.input_shape[1:])} and has {model.output_shape[-1]} outputs; "
+                f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
+            )
+    else:
+        model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    return compile_model(model, cfg)
+
+
+def with_run_dir(cfg: TrainConfig) -> TrainConfig:
+    return cfg if cfg.run_dir is not None else replace(cfg, run_dir=Path("runs") / cfg.model.name)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool | None = None,
+    overwrite: bool = False,
+    pretrained: Path | None = None,
+    no_train: bool = False,
+    extra_callbacks: Iterable[Any] = (),
+) -> TrainResult:
+    """Train ``cfg`` into its run folder and evaluate on the test split.
+
+    ``no_train`` (the seed's ``train_again=False``) loads ``pretrained`` and
+    only evaluates it. ``resume`` None resumes an unfinished run when there is
+    one; True requires one; False refuses one.
+    """
+    import keras
+
+    from trainer.callbacks import HISTORY_CSV, default_callbacks, read_history
+    from trainer.data import load_datasets
+    from trainer.evaluate import evaluate_model
+
+    if no_train and pretrained is None:
+        raise ConfigError("--no-train needs --pretrained PATH (the model to evaluate)")
+    cfg = with_run_dir(cfg)
+    run_dir = Path(cfg.run_dir)
+    started = time.time()
+    resumed = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
+    cfg.save(run_dir / CONFIG_YAML)
+    _write_status(run_dir, "running")
+    keras.utils.set_random_seed(cfg.seed)
+
+    datasets = load_datasets(cfg, ("test",) if no_train else ("train", "val", "test"))
+    log.info("images: %s", ", ".join(f"{k} {v}" for k, v in datasets.sizes.items()))
+    with get_strategy(cfg.strategy).scope():
+        model = build_and_compile(cfg, pretrained)
+    history_csv = run_dir / HISTORY_CSV
+    if not no_train:
+        callbacks = default_callbacks(run_dir, cfg)
+        # User callbacks run before the backup callback, so a failure they raise leaves the backup intact.
+        callbacks[-1:-1] = list(extra_callbacks)
+        model.fit(datasets.train, validation_data=datasets.val, epochs=cfg.epochs,
+                  callbacks=callbacks, verbose=cfg.verbose, shuffle=False)
+        model.save(run_dir / MODEL_KERAS)
+        model.save(run_dir / MODEL_H5, include_optimizer=False)
+    report = evaluate_model(model, datasets.test, cfg.data.class_names, run_dir,
+                            history_csv=history_csv if history_csv.is_file() else None, split="test",
+                            extra={"model": str(pretrained) if no_train else str(run_dir / MODEL_KERAS)})
+    history = read_history(history_csv)
+    _write_status(run_dir, "evaluated" if no_train else "finished")
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=Path(pretrained) if no_train else run_dir / MODEL_KERAS,
+        history=history,
+        metrics=report.metrics,
+        resumed=resumed,
+        epochs_completed=len(history.get("epoch", [])),
+        seconds=time.time() - started,
+    )
+
+
+__all__ = ["TrainResult", "train", "build_and_compile", "compile_model", "get_strategy", "ErsError"]
