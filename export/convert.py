@@ -1,0 +1,151 @@
+"""Keras model -> SavedModel -> TFLite flatbuffer bytes, one quantization at a time.
+
+Keras 3 models go through ``model.export`` (a SavedModel with one serving
+signature) and ``tf.lite.TFLiteConverter.from_saved_model``, the path that
+converts reliably. Converter failures become a ``ConversionError`` naming the
+ops and layers TFLite cannot run, never a raw TensorFlow traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.python.convert_phase import ConverterError
+
+from edge.errors import DataError
+from export.errors import ConversionError
+from export.options import Quantization
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNSUPPORTED_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
+_OP_LOCATION = re.compile(r'fused\["(\w+):", "([^"@]+)@')
+_LAYER_SUFFIX = re.compile(r"_\d+$")
+
+
+def find_augmentation_layers(model: tf.keras.Model | object) -> list[str]:
+    """Names of Keras ``Random*`` layers (training-time augmentation) anywhere in ``model``."""
+    found: list[str] = []
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__.startswith("Random"):
+            found.append(f"{layer.name} ({type(layer).__name__})")
+        found.extend(find_augmentation_layers(layer))
+    return found
+
+
+def save_saved_model(model: object, directory: Path) -> Path:
+    """Write the model's inference graph as a SavedModel into ``directory``."""
+    augmentation = find_augmentation_layers(model)
+    if augmentation:
+        raise ConversionError(
+            f"the model contains augmentation layers {augmentation}, whose random ops TFLite "
+            "cannot run; keep augmentation in the tf.data pipeline and save a model without them"
+        )
+    try:
+        model.export(str(directory), format="tf_saved_model", verbose=False)
+    except (ValueError, TypeError, NotImplementedError) as error:
+        first_line = next((line for line in _ANSI.sub("", str(error)).splitlines() if line.strip()
+                           and not line.startswith("Exception encountered")), str(error))
+        raise ConversionError(
+            f"the model cannot be traced for export ({type(error).__name__}: {first_line.strip()}); "
+            "layers that call Python (py_function, numpy) or need unknown shapes cannot be exported"
+        ) from None
+    return Path(directory)
+
+
+def _representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    def generate() -> Iterator[list[np.ndarray]]:
+        for image in images:
+            yield [image[np.newaxis].astype(np.float32)]
+
+    return generate
+
+
+def _check_representative(images: np.ndarray | None) -> np.ndarray:
+    if images is None:
+        raise DataError("int8 quantization needs representative images; got none")
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise DataError(
+            f"representative images must have shape (N, height, width, channels); got {images.shape}"
+        )
+    if len(images) == 0:
+        raise DataError("representative images are empty; int8 calibration needs at least one image")
+    return images
+
+
+def _configure_float32(converter: tf.lite.TFLiteConverter, images: np.ndarray | None) -> None:
+    return None
+
+
+def _configure_float16(converter: tf.lite.TFLiteConverter, images: np.ndarray | None) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+def _configure_dynamic(converter: tf.lite.TFLiteConverter, images: np.ndarray | None) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _configure_int8(converter: tf.lite.TFLiteConverter, images: np.ndarray | None) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative_dataset(_check_representative(images))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+
+
+_CONFIGURE = {
+    Quantization.FLOAT32: _configure_float32,
+    Quantization.FLOAT16: _configure_float16,
+    Quantization.DYNAMIC: _configure_dynamic,
+    Quantization.INT8: _configure_int8,
+}
+
+
+def describe_converter_error(message: str) -> str:
+    """A one-paragraph account of a converter failure: unsupported ops and their layers."""
+    message = _ANSI.sub("", message)
+    ops = sorted(set(_UNSUPPORTED_OP.findall(message)))
+    if ops:
+        layers = sorted({
+            _LAYER_SUFFIX.sub("", path.split("/")[1]) if path.count("/") >= 1 else path
+            for op, path in _OP_LOCATION.findall(message) if op in ops
+        })
+        where = f" (in layers {layers})" if layers else ""
+        return (
+            f"TFLite has no builtin kernel for the ops {ops}{where}; replace those layers with "
+            "TFLite-compatible ones (Keras Random* augmentation belongs in tf.data, not the model)"
+        )
+    lines = [line.strip() for line in message.splitlines() if "error:" in line]
+    detail = lines[0].split("error:", 1)[1].strip() if lines else message.strip().splitlines()[0]
+    return detail[:500]
+
+
+def convert_to_tflite(
+    saved_model_dir: Path,
+    quantization: Quantization | str,
+    representative_images: np.ndarray | None = None,
+) -> bytes:
+    """The ``.tflite`` flatbuffer of a SavedModel at the given quantization.
+
+    ``representative_images`` (N, H, W, C), pixel values in 0..255, calibrate
+    int8 activation ranges; int8 variants get int8 input and output tensors.
+    """
+    quantization = Quantization.parse(quantization)
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    except (OSError, ValueError) as error:
+        raise ConversionError(f"{saved_model_dir} is not a loadable SavedModel: {error}") from None
+    _CONFIGURE[quantization](converter, representative_images)
+    try:
+        return bytes(converter.convert())
+    except (ConverterError, ValueError, RuntimeError) as error:
+        # MLIR conversion raises ConverterError, int8 calibration RuntimeError/ValueError;
+        # each becomes one message without the MLIR dump.
+        raise ConversionError(
+            f"{quantization.value} conversion failed: {describe_converter_error(str(error))}"
+        ) from None
