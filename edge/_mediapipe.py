@@ -14,6 +14,7 @@ it around the calls that produce it and replays it if the call fails.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
 import tempfile
@@ -21,6 +22,14 @@ from collections.abc import Iterator
 from types import ModuleType
 
 _BLOCKED = "tensorflow"
+
+
+def _flush_c_stdio() -> None:
+    """Flush C stdio buffers, so native text lands where fd 2 points now."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no libc symbols (e.g. Windows): nothing buffered to flush
+        pass
 
 
 def import_mediapipe() -> tuple[ModuleType, ModuleType]:
@@ -55,6 +64,7 @@ def quiet_native_stderr() -> Iterator[None]:
             yield
             failed = False
         finally:
+            _flush_c_stdio()
             os.dup2(saved, 2)
             os.close(saved)
             if failed:

@@ -184,7 +184,7 @@ class FaceDetector:
             raise ManifestError(f"cannot load the face detector model: {error}") from None
         self._video = self.options.running_mode is RunningMode.VIDEO
         self._last_timestamp_ms: int | None = None
-        self._first_call = True
+        self._last_size: tuple[int, int] | None = None
 
     @classmethod
     def from_options(cls, options: FaceDetectorOptions | None = None) -> FaceDetector:
@@ -203,8 +203,9 @@ class FaceDetector:
         if not image_rgb.flags.c_contiguous:
             image_rgb = np.ascontiguousarray(image_rgb)
         image = self._image_type(image_format=self._srgb, data=image_rgb)
-        if self._first_call:  # the first inference logs native set-up notes once
-            self._first_call = False
+        size = image_rgb.shape[:2]
+        if size != self._last_size:  # native code logs set-up notes on the first frame of each size
+            self._last_size = size
             with self._quiet():
                 result = self._run(image, frame.timestamp_ms)
         else:

@@ -30,3 +30,7 @@ class SourceError(ErsError, OSError):
 
 class ExportGateError(ErsError):
     """A quantized variant lost more accuracy than the export gate allows."""
+
+
+class SinkError(ErsError, OSError):
+    """An output (video file, events file, window) cannot be written."""

@@ -123,12 +123,14 @@ class Pipeline:
         cls, options: PipelineOptions | None = None, source_kind: SourceKind | str = SourceKind.VIDEO
     ) -> Pipeline:
         """The real pipeline for a kind of source; it owns its detector and classifier."""
+        from edge._mediapipe import quiet_native_stderr
         from edge.classifier import EmotionClassifier  # LiteRT loads only when a real pipeline is built
         from edge.detector import FaceDetector
 
         options = options or PipelineOptions()
         model_dir = resolve_model_dir(options.model_dir)
-        classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads)
+        with quiet_native_stderr():  # LiteRT announces its CPU delegate
+            classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads)
         try:
             detector = FaceDetector(options.detector.resolve(source_kind))
         except BaseException:

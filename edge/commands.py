@@ -1,0 +1,120 @@
+"""``ers run``: parse flags, build ``RunOptions``, call ``edge.runner.run``, print the summary.
+
+(``ers bench`` will live here too; ``edge/cli.py`` looks both up lazily.)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import click
+
+from edge.detector import DetectorModelName, FaceDetectorOptions
+from edge.pipeline import PipelineOptions
+from edge.runner import RunOptions, handle_sigterm
+from edge.runner import run as run_source
+from edge.tracking import SmoothingOptions
+
+_DETECTOR = FaceDetectorOptions()
+_SMOOTHING = SmoothingOptions()
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+@click.command("run")
+@click.argument("source")
+@click.option(
+    "--model-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder written by `ers export` (manifest.json + .tflite). Default: the model shipped with ers.",
+)
+@click.option("--variant", help="Model variant in the manifest (e.g. int8, float32). Default: the manifest's.")
+@click.option(
+    "--detector",
+    type=click.Choice([m.value for m in DetectorModelName]),
+    default=_DETECTOR.model.value,
+    show_default=True,
+    help="Face detector: short range (webcam distance, fastest), full range (small or many faces), "
+    "or auto (full for images and folders, short for video and cameras).",
+)
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0.0, 1.0),
+    default=_DETECTOR.min_detection_confidence,
+    show_default=True,
+    help="Minimum face detection score.",
+)
+@click.option(
+    "--min-face-size",
+    type=click.IntRange(min=0),
+    default=_DETECTOR.min_face_size,
+    show_default=True,
+    help="Ignore faces whose box is smaller than this many pixels on its shorter side.",
+)
+@click.option(
+    "--smoothing-alpha",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=_SMOOTHING.alpha,
+    show_default=True,
+    help="Weight of the newest frame in each face's moving average (1 = no smoothing).",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write annotated.mp4 (or annotated/*.png), events.jsonl and summary.json. "
+    "Default: runs/edge-<date>-<time>.",
+)
+@click.option("--video/--no-video", default=True, show_default=True, help="Write the annotated video or images.")
+@click.option("--events/--no-events", default=True, show_default=True, help="Write events.jsonl.")
+@click.option(
+    "--display/--no-display",
+    default=None,
+    help="Show a live window (q or Esc quits). Default: when a display is available.",
+)
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for the emotion model. Default: LiteRT's.")
+def run(
+    source: str,
+    model_dir: Path | None,
+    variant: str | None,
+    detector: str,
+    min_confidence: float,
+    min_face_size: int,
+    smoothing_alpha: float,
+    out_dir: Path | None,
+    video: bool,
+    events: bool,
+    display: bool | None,
+    max_frames: int | None,
+    threads: int | None,
+) -> None:
+    """Label every face in SOURCE: a webcam index (0), a stream URL, a video, an image or a folder.
+
+    Ctrl-C stops the run and still writes every output.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    options = RunOptions(
+        out_dir=out_dir or Path("runs") / time.strftime("edge-%Y%m%d-%H%M%S"),
+        pipeline=PipelineOptions(
+            model_dir=model_dir,
+            variant=variant,
+            detector=FaceDetectorOptions(
+                model=detector, min_detection_confidence=min_confidence, min_face_size=min_face_size
+            ),
+            smoothing=SmoothingOptions(alpha=smoothing_alpha),
+            num_threads=threads,
+        ),
+        video=video,
+        events=events,
+        display=display,
+        max_frames=max_frames,
+    )
+    with handle_sigterm():
+        report = run_source(source, options)
+    click.echo(report.summary())
+    if report.stop_reason == "interrupted":
+        raise SystemExit(EXIT_INTERRUPTED)
+    if report.stop_reason == "terminated":
+        raise SystemExit(EXIT_TERMINATED)

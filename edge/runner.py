@@ -1,0 +1,244 @@
+"""``run``: a source through the pipeline into the outputs; what ``ers run`` calls.
+
+Writes into ``out_dir``: ``events.jsonl`` (one line per frame), the
+annotated frames (``annotated.mp4``, or ``annotated/*.png`` for image
+sources) and ``summary.json`` (per-track summary and run statistics), and
+optionally shows a live window. Ctrl-C (``KeyboardInterrupt``) ends the run
+like the end of the source: every output is finalised and the report says
+``stop_reason="interrupted"``. ``handle_sigterm()`` makes SIGTERM do the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError, SinkError
+from edge.model_spec import ModelSpec
+from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
+from edge.sinks import (
+    ImageDirSink,
+    JsonlSink,
+    StopRequested,
+    SummarySink,
+    VideoFileSink,
+    WindowSink,
+    display_available,
+)
+from edge.sources import Source, open_source
+from edge.types import SourceKind, TrackSummary
+
+EVENTS_NAME = "events.jsonl"
+VIDEO_NAME = "annotated.mp4"
+IMAGES_DIR_NAME = "annotated"
+SUMMARY_NAME = "summary.json"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by ``handle_sigterm`` to end a run cleanly."""
+
+
+@contextlib.contextmanager
+def handle_sigterm() -> Iterator[None]:
+    """While active, SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``) in the main thread."""
+
+    def _raise(signum: int, stack: object) -> None:
+        raise Terminated(f"received signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Outputs of a run. ``display`` None shows a window when a display is available."""
+
+    out_dir: Path
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    video: bool = True
+    events: bool = True
+    display: bool | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
+            raise ConfigError(f"max_frames must be a whole number >= 1 or None; got {self.max_frames!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    """What a run did; ``summary()`` is the text ``ers run`` prints."""
+
+    source: str
+    source_kind: SourceKind
+    model_dir: str
+    variant: str
+    detector_model: str
+    labels: tuple[str, ...]
+    frames: int
+    frames_with_faces: int
+    faces: int
+    skipped_frames: int
+    dropped_frames: int
+    elapsed_s: float
+    stop_reason: str  # "end", "max_frames", "quit", "interrupted" or "terminated"
+    tracks: tuple[TrackSummary, ...]
+    outputs: dict[str, str]
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason in ("interrupted", "terminated")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "source_kind": self.source_kind.value,
+            "model_dir": self.model_dir,
+            "variant": self.variant,
+            "detector_model": self.detector_model,
+            "labels": list(self.labels),
+            "frames": self.frames,
+            "frames_with_faces": self.frames_with_faces,
+            "faces": self.faces,
+            "skipped_frames": self.skipped_frames,
+            "dropped_frames": self.dropped_frames,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "fps": round(self.fps, 2),
+            "stop_reason": self.stop_reason,
+            "tracks": [track.to_dict(self.labels) for track in self.tracks],
+            "outputs": dict(self.outputs),
+        }
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.source} ({self.source_kind.value}): {self.frames} frames in {self.elapsed_s:.1f} s "
+            f"({self.fps:.1f} FPS), faces in {self.frames_with_faces} frames, {len(self.tracks)} track(s)"
+            + (f"; stopped: {self.stop_reason}" if self.stop_reason != "end" else ""),
+        ]
+        if self.skipped_frames:
+            lines.append(f"  skipped {self.skipped_frames} unreadable frame(s)")
+        if self.dropped_frames:
+            lines.append(f"  dropped {self.dropped_frames} stale camera frame(s) to stay real-time")
+        for track in self.tracks:
+            confidence = max(track.mean_smoothed_probs) if track.mean_smoothed_probs else 0.0
+            lines.append(
+                f"  track {track.track_id}: {track.dominant_label:<10} frames {track.first_frame}-"
+                f"{track.last_frame} (seen in {track.frames_seen}), mean top probability {confidence:.2f}"
+            )
+        for name, path in self.outputs.items():
+            lines.append(f"  {name}: {path}")
+        return "\n".join(lines)
+
+
+def run(source: str | int | Path, options: RunOptions) -> RunReport:
+    """Run the pipeline on ``source`` (see ``open_source``) and write the outputs of ``options``."""
+    model_dir = resolve_model_dir(options.pipeline.model_dir)  # fail on a missing model before a camera opens
+    spec = ModelSpec.load(model_dir)
+    variant = spec.variant(options.pipeline.variant)
+    out_dir = options.out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot create the output folder {out_dir}: {error}") from None
+    with open_source(source) as frames:
+        detector_options = options.pipeline.detector.resolve(frames.kind)
+        pipeline_options = PipelineOptions(
+            model_dir=model_dir,
+            variant=options.pipeline.variant,
+            detector=detector_options,
+            tracking=options.pipeline.tracking,
+            smoothing=options.pipeline.smoothing,
+            num_threads=options.pipeline.num_threads,
+        )
+        with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
+            variant_name = f"{variant.quantization} ({variant.file})"
+            return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options.model.value)
+
+
+def _run_loop(
+    source: Source, pipeline: Pipeline, options: RunOptions, model_dir: Path, variant: str, detector: str
+) -> RunReport:
+    out_dir = options.out_dir
+    summary = SummarySink()
+    outputs: dict[str, str] = {}
+    stop_reason = "end"
+    start_s = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        sinks: list = [summary]
+        if options.events:
+            sinks.append(stack.enter_context(JsonlSink(out_dir / EVENTS_NAME)))
+            outputs["events"] = str(out_dir / EVENTS_NAME)
+        if options.video and source.kind is SourceKind.IMAGES:
+            sinks.append(stack.enter_context(ImageDirSink(out_dir / IMAGES_DIR_NAME)))
+            outputs["annotated"] = str(out_dir / IMAGES_DIR_NAME)
+        elif options.video:
+            sinks.append(stack.enter_context(VideoFileSink(out_dir / VIDEO_NAME, source.fps)))
+            outputs["annotated"] = str(out_dir / VIDEO_NAME)
+        display = display_available() if options.display is None else options.display
+        if display:
+            sinks.append(stack.enter_context(WindowSink(f"ers: {source.name}")))
+        try:
+            for result_count, (frame, result) in enumerate(_frames_and_results(source, pipeline), 1):
+                for sink in sinks:
+                    sink.write(frame, result)
+                if options.max_frames is not None and result_count >= options.max_frames:
+                    stop_reason = "max_frames"
+                    break
+        except StopRequested:
+            stop_reason = "quit"
+        except Terminated:
+            stop_reason = "terminated"
+        except KeyboardInterrupt:
+            stop_reason = "interrupted"
+    elapsed_s = time.perf_counter() - start_s
+    outputs["summary"] = str(out_dir / SUMMARY_NAME)
+    report = RunReport(
+        source=source.name,
+        source_kind=source.kind,
+        model_dir=str(model_dir),
+        variant=variant,
+        detector_model=detector,
+        labels=pipeline.labels,
+        frames=summary.frames,
+        frames_with_faces=summary.frames_with_faces,
+        faces=summary.faces,
+        skipped_frames=source.skipped_frames,
+        dropped_frames=getattr(source, "dropped_frames", 0),
+        elapsed_s=elapsed_s,
+        stop_reason=stop_reason,
+        tracks=summary.tracks(),
+        outputs=outputs,
+    )
+    report.save(out_dir / SUMMARY_NAME)
+    return report
+
+
+def _frames_and_results(source: Source, pipeline: Pipeline) -> Iterator[tuple]:
+    independent = source.kind is SourceKind.IMAGES
+    for frame in source:
+        if independent:
+            pipeline.reset()
+        yield frame, pipeline.process(frame)
