@@ -85,10 +85,12 @@ def fer2013_csv(tmp_path: Path) -> Path:
     return make_fer2013_csv(tmp_path / "fer2013.csv")
 
 
+TINY_SETS = ("ImageSize=16", "NoOfUDense1=16", "NoOfUDense2=8", "NoOfFilters=2", "verbose=0")
+
+
 def tiny_overrides(data_dir: Path, run_dir: Path) -> list[str]:
-    """CLI args of a fast run: 16 px input, a tiny LeNet, no augmentation noise."""
-    return [
-        "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "1", "--batch-size", "8",
-        "--set", "ImageSize=16", "--set", "NoOfUDense1=16", "--set", "NoOfUDense2=8",
-        "--set", "NoOfFilters=2", "--set", "verbose=0",
-    ]
+    """CLI args of a fast run: 16 px input and a tiny LeNet."""
+    args = ["--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "1", "--batch-size", "8"]
+    for item in TINY_SETS:
+        args += ["--set", item]
+    return args

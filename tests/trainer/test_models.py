@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.errors import ConfigError
+from trainer.config import TrainConfig, resolve_config
+from trainer.models import MODEL_BUILDERS, build_model
+from trainer.train import compile_model
+
+SEED_LENET_LAYERS = [
+    ("Resizing", None), ("Rescaling", None),
+    ("Conv2D", 6), ("BatchNormalization", None), ("MaxPooling2D", None), ("Dropout", None),
+    ("Conv2D", 12), ("BatchNormalization", None), ("MaxPooling2D", None),
+    ("Flatten", None),
+    ("Dense", 1024), ("Dropout", None), ("Dense", 128),
+    ("Dense", 8),
+]
+
+
+def describe(model):
+    out = []
+    for layer in model.layers:
+        width = getattr(layer, "filters", None) or getattr(layer, "units", None)
+        out.append((type(layer).__name__, width))
+    return out
+
+
+def test_seed_lenet_layers_and_parameter_count():
+    model = build_model(TrainConfig(), (256, 256, 3), 8)
+    assert describe(model) == SEED_LENET_LAYERS
+    # conv1 168 + bn1 24 + conv2 660 + bn2 48 + dense1 (61*61*12)*1024+1024 + dense2 131200 + out 1032
+    assert model.count_params() == 45_857_804
+    assert model.get_layer("pool1").strides == (2, 2) and model.get_layer("pool1").pool_size == (3, 3)
+    assert model.get_layer("probs").activation.__name__ == "softmax"
+    assert model.input_shape == (None, 256, 256, 3) and model.output_shape == (None, 8)
+
+
+def test_registry_and_unknown_model():
+    assert {"lenet", "vit"} <= set(MODEL_BUILDERS)
+    with pytest.raises(ConfigError, match="did you mean 'lenet'"):
+        build_model(resolve_config(None, ["model.name=lenat"]), (32, 32, 3), 8)
+
+
+def one_step(cfg: TrainConfig, shape):
+    model = compile_model(build_model(cfg, shape, 8), cfg)
+    x = np.random.default_rng(0).uniform(0, 255, (4, *shape)).astype("float32")
+    y = np.eye(8, dtype="float32")[[0, 1, 2, 3]]
+    history = model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    probs = model.predict(x, verbose=0)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    return model, history
+
+
+def test_vit_builds_and_trains_one_step():
+    cfg = resolve_config(None, ["model.name=vit", "ImageSize=32", "PatchSize=8", "ProjDim=24",
+                                "model.vit_layers=2", "model.vit_heads=2", "model.vit_mlp_dim=32"])
+    model, history = one_step(cfg, (32, 32, 1))
+    assert np.isfinite(history.history["loss"][0])
+    assert model.get_layer("patch_embed").strides == (8, 8)
+
+
+def test_small_lenet_trains_one_step_with_adamw():
+    cfg = resolve_config(None, ["ImageSize=24", "NoOfUDense1=16", "NoOfUDense2=8", "optim.optimizer=adamw",
+                                "RegularizationRate=0.01", "label_smoothing=0.1"])
+    model, history = one_step(cfg, (24, 24, 3))
+    assert type(model.optimizer).__name__ == "AdamW"
+    assert [m.name for m in model.metrics][-1] == "compile_metrics"
+    assert {"accuracy", "top3_accuracy"} <= set(history.history)

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_SETS, tiny_overrides
+from edge.cli import cli
+from trainer.callbacks import lr_schedule
+from trainer.config import TrainConfig, resolve_config
+from trainer.train import train
+
+ARTIFACTS = ("model.keras", "model.h5", "checkpoint.keras", "config.yaml", "history.csv", "metrics.json",
+             "classification_report.txt", "confusion_matrix.png", "curves.png", "tensorboard", "run.json")
+
+
+def invoke(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return result
+
+
+def history_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from conftest import make_class_folders
+
+    root = tmp_path_factory.mktemp("train")
+    data = make_class_folders(root / "data")
+    run_dir = root / "run"
+    result = invoke(["train", *tiny_overrides(data, run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "next: ers export --model" in result.output
+    return run_dir
+
+
+def test_one_epoch_writes_every_artifact(finished_run: Path):
+    for name in ARTIFACTS:
+        assert (finished_run / name).exists(), name
+    assert any((finished_run / "tensorboard").rglob("events.out.tfevents*"))
+    assert not (finished_run / "backup").exists()
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert {"loss", "accuracy", "top3_accuracy", "weighted_f1", "classification_report",
+            "confusion_matrix"} <= set(metrics)
+    assert metrics["num_samples"] == 16 and len(metrics["confusion_matrix"]) == 8
+    assert "anger" in metrics["classification_report"]
+    assert len(history_rows(finished_run)) == 1
+    cfg = TrainConfig.from_file(finished_run / "config.yaml")
+    assert cfg.data.image_size == 16 and cfg.epochs == 1 and cfg.run_dir == finished_run
+    model = keras.models.load_model(finished_run / "model.keras")
+    assert model.input_shape == (None, 16, 16, 3)
+
+
+def test_finished_run_is_not_overwritten(finished_run: Path, class_folders: Path):
+    before = (finished_run / "model.keras").stat().st_mtime
+    result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, finished_run)])
+    assert result.exit_code == 1
+    assert "finished run" in result.output and "--overwrite" in result.output
+    assert "Traceback" not in result.output
+    assert (finished_run / "model.keras").stat().st_mtime == before
+
+
+def test_overwrite_replaces_a_finished_run(tmp_path: Path, class_folders: Path):
+    run_dir = tmp_path / "run"
+    assert invoke(["train", *tiny_overrides(class_folders, run_dir)]).exit_code == 0
+    (run_dir / "marker").write_text("old")
+    assert invoke(["train", *tiny_overrides(class_folders, run_dir), "--overwrite"]).exit_code == 0
+    assert not (run_dir / "marker").exists() and (run_dir / "model.keras").is_file()
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+class KillAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise SimulatedKill(f"killed before epoch {epoch}")
+
+
+def test_resume_after_interruption(tmp_path: Path, class_folders: Path):
+    run_dir = tmp_path / "run"
+    args = [*tiny_overrides(class_folders, run_dir), "--epochs", "3",
+            "--set", "optim.schedule=cosine", "--set", "optim.warmup_epochs=1"]
+    cfg = resolve_config(None, [*TINY_SETS, "optim.schedule=cosine", "optim.warmup_epochs=1"])
+    cfg = cfg.replace({"data.data_dir": class_folders, "run_dir": run_dir, "epochs": 3, "data.batch_size": 8})
+    with pytest.raises(SimulatedKill):
+        train(cfg, extra_callbacks=[KillAtEpoch(1)])  # dies after epoch 1 of 3
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert len(history_rows(run_dir)) == 1 and (run_dir / "backup").is_dir()
+
+    result = invoke(["train", *args])  # the same command again resumes
+    assert result.exit_code == 0, result.output
+    assert "(resumed)" in result.output
+    rows = history_rows(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    expected = [lr_schedule(cfg.optim, 3)(epoch) for epoch in range(3)]
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx(expected, rel=1e-5)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert not (run_dir / "backup").exists()
+
+
+def test_resume_flag_without_unfinished_run(tmp_path: Path, class_folders: Path):
+    result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, tmp_path / "new"), "--resume"])
+    assert result.exit_code == 1 and "no unfinished run" in result.output
+
+
+def test_no_train_evaluates_pretrained(finished_run: Path, class_folders: Path, tmp_path: Path):
+    run_dir = tmp_path / "eval_run"
+    result = invoke(["train", *tiny_overrides(class_folders, run_dir), "--no-train",
+                     "--pretrained", str(finished_run / "model.keras")])
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "metrics.json").is_file() and not (run_dir / "model.keras").exists()
+
+
+def test_evaluate_command(finished_run: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    result = invoke(["evaluate", "--model", str(finished_run / "model.keras"), "--split", "val", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["num_samples"] == 16
+    assert (out / "confusion_matrix.png").is_file() and (out / "classification_report.txt").is_file()
+
+
+def test_bad_data_is_one_line_error_before_training(tmp_path: Path, class_folders: Path):
+    (class_folders / "val" / "sad" / "sad_0.png").write_bytes(b"")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, run_dir)])
+    assert result.exit_code == 1
+    assert "sad_0.png" in result.output and "Traceback" not in result.output
+    assert not (run_dir / "history.csv").exists()
+    skipped = invoke(["train", *tiny_overrides(class_folders, tmp_path / "run2"), "--skip-bad"])
+    assert skipped.exit_code == 0, skipped.output
+
+
+def test_unknown_key_is_one_line_error(tmp_path: Path, class_folders: Path):
+    result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, tmp_path / "r"), "--set", "NoOfFilter=3"])
+    assert result.exit_code == 1 and "did you mean 'NoOfFilters'" in result.output
+
+
+def test_help_is_fast_and_lists_options():
+    result = CliRunner().invoke(cli, ["train", "--help"])
+    assert result.exit_code == 0 and "--set" in result.output and "--resume" in result.output
