@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.detector import (
+    DETECTOR_MODELS,
+    DetectorModelName,
+    FaceDetector,
+    FaceDetectorOptions,
+    RunningMode,
+    load_detector_model,
+)
+from edge.errors import ConfigError, ManifestError
+from edge.model_spec import sha256_of
+from edge.types import Frame, SourceKind
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"min_detection_confidence": 1.5}, "min_detection_confidence"),
+        ({"min_detection_confidence": -0.1}, "min_detection_confidence"),
+        ({"min_suppression_threshold": 2}, "min_suppression_threshold"),
+        ({"min_face_size": -1}, "min_face_size"),
+        ({"min_face_size": 2.5}, "min_face_size"),
+        ({"model": "tiny"}, "model"),
+        ({"running_mode": "stream"}, "running_mode"),
+    ],
+)
+def test_options_are_validated(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        FaceDetectorOptions(**kwargs)
+
+
+def test_options_accept_plain_strings_and_resolve_auto_per_source_kind():
+    options = FaceDetectorOptions(model="auto", running_mode="auto")
+    assert options.model is DetectorModelName.AUTO
+    video = options.resolve(SourceKind.VIDEO)
+    images = options.resolve("images")
+    assert (video.model, video.running_mode) == (DetectorModelName.SHORT, RunningMode.VIDEO)
+    assert (images.model, images.running_mode) == (DetectorModelName.FULL, RunningMode.IMAGE)
+    explicit = FaceDetectorOptions(model="short").resolve(SourceKind.IMAGES)
+    assert explicit.model is DetectorModelName.SHORT  # an explicit choice is kept
+
+
+@pytest.mark.parametrize("name", [DetectorModelName.SHORT, DetectorModelName.FULL])
+def test_shipped_models_match_their_pinned_hashes(name):
+    model = DETECTOR_MODELS[name]
+    assert model.path.is_file(), "run `python tools/fetch_blazeface.py`"
+    assert sha256_of(model.path) == model.sha256
+    assert (model.path.parent / "NOTICE").is_file()
+
+
+def test_a_damaged_model_is_refused(tmp_path, monkeypatch):
+    import edge.detector as detector_module
+
+    (tmp_path / DETECTOR_MODELS[DetectorModelName.SHORT].file).write_bytes(b"tampered")
+    monkeypatch.setattr(detector_module, "DETECTOR_MODELS_DIR", tmp_path)
+    with pytest.raises(ManifestError, match="sha256"):
+        load_detector_model(FaceDetectorOptions(model="short"))
+
+
+def test_missing_custom_model_path_is_reported(tmp_path):
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_detector_model(FaceDetectorOptions(model_path=tmp_path / "nope.tflite"))
+
+
+def test_blank_frame_has_no_face_and_detector_closes_twice():
+    detector = FaceDetector(FaceDetectorOptions())
+    assert detector.model is DetectorModelName.SHORT
+    assert detector.detect(Frame(np.zeros((120, 160, 3), np.uint8), 0, 0)) == []
+    detector.close()
+    detector.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        detector.detect(Frame(np.zeros((120, 160, 3), np.uint8), 1, 1))
+
+
+def test_video_mode_refuses_timestamps_that_do_not_increase():
+    with FaceDetector(FaceDetectorOptions(running_mode="video")) as detector:
+        detector.detect(Frame(np.zeros((64, 64, 3), np.uint8), 0, 100))
+        with pytest.raises(ValueError, match="timestamps must increase"):
+            detector.detect(Frame(np.zeros((64, 64, 3), np.uint8), 1, 100))
+
+
+def test_non_contiguous_frames_are_accepted():
+    image = np.zeros((64, 128, 3), np.uint8)[:, ::2]
+    with FaceDetector(FaceDetectorOptions(running_mode="image")) as detector:
+        assert detector.detect(Frame(image, 0, 0)) == []

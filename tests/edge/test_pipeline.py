@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge.pipeline as pipeline_module
+from edge_testing import LABELS, FakeClassifier, FakeDetector
+from edge.errors import ConfigError, DataError, ManifestError
+from edge.model_spec import CropSpec
+from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
+from edge.tracking import FaceTracker, ScoreSmoother, SmoothingOptions
+from edge.types import FaceResult, Frame, FrameResult, SourceKind
+
+
+def _frame(index: int = 0, image: np.ndarray | None = None) -> Frame:
+    if image is None:
+        image = np.full((100, 160, 3), 80, np.uint8)
+    return Frame(image, index, index * 33)
+
+
+def test_no_face_gives_an_empty_result():
+    pipeline = Pipeline(FakeDetector([]), FakeClassifier(), crop=CropSpec())
+    result = pipeline.process(_frame())
+    assert result == FrameResult(0, 0, (), LABELS)
+    assert pipeline.classifier.batches == []  # the classifier is not even called
+
+
+def test_all_faces_of_a_frame_are_classified_in_one_call_with_the_manifest_crop():
+    detector = FakeDetector([(10, 10, 30, 30), (100, 50, 140, 90), (150, 80, 170, 100)])
+    classifier = FakeClassifier()
+    pipeline = Pipeline(detector, classifier, crop=CropSpec(scale=2.0))
+    result = pipeline.process(_frame())
+    assert len(classifier.batches) == 1
+    assert [crop.shape for crop in classifier.batches[0]] == [(40, 40, 3), (70, 80, 3), (30, 20, 3)]  # last two cut by the edges
+    assert [face.track_id for face in result.faces] == [1, 2, 3]
+    face = result.faces[0]
+    assert isinstance(face, FaceResult)
+    assert face.box_xyxy == (10, 10, 30, 30)
+    assert len(face.raw_probs) == len(face.smoothed_probs) == len(LABELS)
+    assert face.label == LABELS[int(np.argmax(face.smoothed_probs))]
+    assert face.confidence == pytest.approx(max(face.smoothed_probs))
+
+
+def test_tracks_and_smoothing_carry_over_between_frames():
+    detector = FakeDetector({0: [(10, 10, 50, 50)], 1: [(12, 11, 52, 51)]})
+    pipeline = Pipeline(detector, FakeClassifier(), FaceTracker(), ScoreSmoother(SmoothingOptions(alpha=0.5)), crop=CropSpec())
+    first = pipeline.process(_frame(0, np.full((100, 160, 3), 80, np.uint8)))
+    second = pipeline.process(_frame(1, np.full((100, 160, 3), 81, np.uint8)))
+    assert first.faces[0].track_id == second.faces[0].track_id == 1
+    expected = 0.5 * np.array(second.faces[0].raw_probs) + 0.5 * np.array(first.faces[0].smoothed_probs)
+    np.testing.assert_allclose(second.faces[0].smoothed_probs, expected, rtol=1e-6)
+    assert second.faces[0].raw_probs != second.faces[0].smoothed_probs
+
+
+def test_run_resets_state_between_independent_images():
+    class Images(list):
+        kind = SourceKind.IMAGES
+
+    detector = FakeDetector([(10, 10, 50, 50)])
+    pipeline = Pipeline(detector, FakeClassifier(), crop=CropSpec())
+    results = list(pipeline.run(Images([_frame(0), _frame(1)])))
+    assert [r.faces[0].track_id for r in results] == [1, 2]  # no identity across unrelated images
+    assert results[1].faces[0].raw_probs == results[1].faces[0].smoothed_probs
+    video = list(Pipeline(detector, FakeClassifier(), crop=CropSpec()).run([_frame(0), _frame(1)]))
+    assert [r.faces[0].track_id for r in video] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        (np.zeros((10, 10), np.uint8), "HxWx3"),
+        (np.zeros((10, 10, 4), np.uint8), "HxWx3"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        ([[1, 2, 3]], "numpy array"),
+    ],
+)
+def test_bad_frames_are_refused_at_process(image, message):
+    pipeline = Pipeline(FakeDetector([]), FakeClassifier(), crop=CropSpec())
+    with pytest.raises(DataError, match=message):
+        pipeline.process(Frame(image, 3, 0))
+
+
+def test_resolve_model_dir_without_a_shipped_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "DEFAULT_MODEL_DIR", tmp_path / "emotion")
+    with pytest.raises(ManifestError, match="no default emotion model is installed.*--model-dir"):
+        resolve_model_dir(None)
+    with pytest.raises(ManifestError, match="does not exist"):
+        resolve_model_dir(tmp_path / "nowhere")
+    assert resolve_model_dir(tmp_path) == tmp_path
+
+
+def test_pipeline_options_are_validated():
+    with pytest.raises(ConfigError, match="num_threads"):
+        PipelineOptions(num_threads=0)
+    assert PipelineOptions(model_dir="some/dir").model_dir == Path("some/dir")
+
+
+def test_from_options_with_a_folder_without_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="no model manifest"):
+        Pipeline.from_options(PipelineOptions(model_dir=tmp_path))
+
+
+def test_real_pipeline_on_synthetic_frames(tiny_model_dir):
+    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, num_threads=1)) as pipeline:
+        assert pipeline.labels == LABELS
+        assert pipeline.crop == CropSpec(scale=1.1, shift_y=0.05, square=True)
+        results = list(pipeline.run(_frame(i) for i in range(3)))
+        # the real classifier, fed crops from a fake box, in one batch
+        pipeline.detector = FakeDetector([(10, 10, 60, 60), (70, 20, 120, 70)])
+        result = pipeline.process(_frame(3))
+    assert all(r.faces == () for r in results)
+    assert len(result.faces) == 2
+    assert sum(result.faces[0].raw_probs) == pytest.approx(1.0, abs=1e-4)
+    pipeline.close()  # idempotent

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import cv2
+import pytest
+
+from edge.errors import ConfigError, ManifestError, SourceError
+from edge.pipeline import PipelineOptions
+from edge.runner import RunOptions, Terminated, handle_sigterm, run
+from edge.types import SourceKind
+from edge_testing import synthetic_frames
+
+
+def _options(tmp_path, model_dir, **kwargs) -> RunOptions:
+    return RunOptions(out_dir=tmp_path / "out", pipeline=PipelineOptions(model_dir=model_dir), display=False, **kwargs)
+
+
+def test_run_on_a_video_writes_every_output(tmp_path, tiny_model_dir, five_frame_video):
+    report = run(str(five_frame_video), _options(tmp_path, tiny_model_dir))
+    out = tmp_path / "out"
+    assert report.frames == 5 and report.stop_reason == "end" and not report.interrupted
+    assert report.source_kind is SourceKind.VIDEO and report.detector_model == "short"
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["frame_index"] for e in events] == [0, 1, 2, 3, 4]
+    capture = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    capture.release()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 5 and summary["tracks"] == [] and summary["stop_reason"] == "end"
+    assert "5 frames" in report.summary()
+
+
+def test_run_on_a_folder_writes_annotated_images(tmp_path, tiny_model_dir):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, image in enumerate(synthetic_frames(2)):
+        cv2.imwrite(str(folder / f"{index}.png"), image)
+    report = run(folder, _options(tmp_path, tiny_model_dir, events=False))
+    assert report.source_kind is SourceKind.IMAGES and report.detector_model == "full"
+    assert sorted(p.name for p in (tmp_path / "out" / "annotated").iterdir()) == ["000000_0.png", "000001_1.png"]
+    assert not (tmp_path / "out" / "events.jsonl").exists()
+    assert set(report.outputs) == {"annotated", "summary"}
+
+
+def test_max_frames_and_no_video(tmp_path, tiny_model_dir, five_frame_video):
+    report = run(five_frame_video, _options(tmp_path, tiny_model_dir, max_frames=2, video=False))
+    assert (report.frames, report.stop_reason) == (2, "max_frames")
+    assert not (tmp_path / "out" / "annotated.mp4").exists()
+    assert len((tmp_path / "out" / "events.jsonl").read_text().splitlines()) == 2
+
+
+def test_bad_inputs_fail_before_writing(tmp_path, tiny_model_dir):
+    with pytest.raises(SourceError, match="does not exist"):
+        run(tmp_path / "missing.mp4", _options(tmp_path, tiny_model_dir))
+    with pytest.raises(ManifestError, match="no model manifest"):
+        run(tmp_path / "missing.mp4", _options(tmp_path, tmp_path))
+    with pytest.raises(ConfigError, match="max_frames"):
+        RunOptions(out_dir=tmp_path, max_frames=0)
+
+
+def test_sigterm_becomes_a_keyboard_interrupt_only_while_handled():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated), handle_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert issubclass(Terminated, KeyboardInterrupt)

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+import edge.sinks as sinks_module
+from edge_testing import LABELS
+from edge.errors import SinkError
+from edge.sinks import (
+    ImageDirSink,
+    JsonlSink,
+    Sink,
+    StopRequested,
+    SummarySink,
+    VideoFileSink,
+    WindowSink,
+    display_available,
+)
+from edge.types import FaceResult, Frame, FrameResult
+
+
+def _probs(winner: int) -> tuple[float, ...]:
+    probs = np.full(len(LABELS), 0.05)
+    probs[winner] = 1.0 - 0.05 * (len(LABELS) - 1)
+    return tuple(probs.tolist())
+
+
+def _face(track_id: int, winner: int, box=(10, 10, 40, 40)) -> FaceResult:
+    return FaceResult(
+        track_id=track_id, box_xyxy=box, detection_score=0.9, raw_probs=_probs(winner),
+        smoothed_probs=_probs(winner), label=LABELS[winner], confidence=max(_probs(winner)),
+    )
+
+
+def _frames(count: int = 4):
+    for index in range(count):
+        image = np.full((64, 96, 3), 30 * index, np.uint8)
+        faces = (_face(1, index % 2),) if index else ()
+        yield Frame(image, index, index * 100, name=f"f{index}.jpg"), FrameResult(index, index * 100, faces, LABELS)
+
+
+@pytest.fixture(params=["jsonl", "video", "images", "summary", "window"])
+def any_sink(request, tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2, "imshow", lambda *a: None)
+    monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
+    monkeypatch.setattr(cv2, "waitKey", lambda *a: -1)
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
+    monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    return {
+        "jsonl": lambda: JsonlSink(tmp_path / "out" / "events.jsonl"),
+        "video": lambda: VideoFileSink(tmp_path / "out.mp4", fps=10.0),
+        "images": lambda: ImageDirSink(tmp_path / "annotated"),
+        "summary": SummarySink,
+        "window": WindowSink,
+    }[request.param]()
+
+
+def test_every_sink_honours_the_contract(any_sink):
+    with any_sink as sink:
+        assert isinstance(sink, Sink)
+        for frame, result in _frames():
+            sink.write(frame, result)
+    any_sink.close()  # idempotent
+
+
+def test_jsonl_lines_are_flushed_as_written_and_parse(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with JsonlSink(path) as sink:
+        for count, (frame, result) in enumerate(_frames(), 1):
+            sink.write(frame, result)
+            lines = path.read_text().splitlines()  # readable before close
+            assert len(lines) == count
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["frame_index"] for e in events] == [0, 1, 2, 3]
+    assert events[0]["faces"] == []
+    face = events[1]["faces"][0]
+    assert set(face) == {"track_id", "box_xyxy", "detection_score", "label", "confidence", "raw_probs", "smoothed_probs"}
+    assert list(face["raw_probs"]) == list(LABELS)
+    assert face["label"] == LABELS[1] and face["box_xyxy"] == [10, 10, 40, 40]
+    assert events[2]["image"] == "f2.jpg"
+    with pytest.raises(SinkError, match="closed"):
+        sink.write(*next(_frames()))
+
+
+def test_video_sink_writes_a_readable_mp4_at_the_source_fps(tmp_path):
+    path = tmp_path / "annotated.mp4"
+    with VideoFileSink(path, fps=12.0) as sink:
+        for frame, result in _frames(6):
+            sink.write(frame, result)
+        # a frame of another size is resized, not refused
+        sink.write(Frame(np.zeros((32, 48, 3), np.uint8), 6, 600), FrameResult(6, 600, (), LABELS))
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 7 == sink.frames_written
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
+    assert (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (96, 64)
+    capture.release()
+
+
+def test_video_sink_rejects_a_bad_fps(tmp_path):
+    with pytest.raises(SinkError, match="fps"):
+        VideoFileSink(tmp_path / "x.mp4", fps=0)
+
+
+def test_image_dir_sink_names_files_after_the_frames(tmp_path):
+    with ImageDirSink(tmp_path / "annotated") as sink:
+        for frame, result in _frames(2):
+            sink.write(frame, result)
+    assert [p.name for p in sink.paths] == ["000000_f0.png", "000001_f1.png"]
+    assert cv2.imread(str(sink.paths[1])).shape == (64, 96, 3)
+
+
+def test_summary_per_track():
+    sink = SummarySink()
+    faces_per_frame = [(_face(1, 4),), (_face(1, 4), _face(2, 0)), (_face(1, 6),), (), (_face(1, 4),)]
+    for index, faces in enumerate(faces_per_frame):
+        sink.write(Frame(np.zeros((4, 4, 3), np.uint8), index, index), FrameResult(index, index, faces, LABELS))
+    assert (sink.frames, sink.frames_with_faces, sink.faces) == (5, 4, 5)
+    first, second = sink.tracks()
+    assert (first.track_id, first.frames_seen, first.first_frame, first.last_frame) == (1, 4, 0, 4)
+    assert first.dominant_label == "happy"
+    assert first.mean_smoothed_probs[4] == pytest.approx((3 * _probs(4)[4] + 0.05) / 4)
+    assert sum(first.mean_raw_probs) == pytest.approx(1.0)
+    assert (second.track_id, second.frames_seen, second.dominant_label) == (2, 1, "anger")
+    assert second.to_dict(LABELS)["mean_raw_probs"]["anger"] == pytest.approx(0.65)
+
+
+@pytest.mark.parametrize(("key", "visible", "stops"), [(ord("q"), 1.0, True), (27, 1.0, True), (-1, 0.0, True), (-1, 1.0, False)])
+def test_window_sink_stops_on_q_escape_or_close(monkeypatch, key, visible, stops):
+    shown = []
+    monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
+    monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: key)
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: visible)
+    monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    frame, result = list(_frames(2))[1]
+    with WindowSink() as sink:
+        if stops:
+            with pytest.raises(StopRequested):
+                sink.write(frame, result)
+        else:
+            sink.write(frame, result)
+    assert shown and shown[0].shape == frame.image_rgb.shape
+
+
+def test_window_sink_without_gui_support_warns_and_goes_on(monkeypatch, caplog):
+    def no_gui(*args):
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setattr(cv2, "namedWindow", no_gui)
+    sink = WindowSink()
+    for frame, result in _frames(3):
+        sink.write(frame, result)
+    sink.close()
+    assert caplog.text.count("cannot show a window") == 1
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, False), ({"DISPLAY": ":0"}, True), ({"WAYLAND_DISPLAY": "wayland-0"}, True)])
+def test_display_available_on_linux(monkeypatch, env, expected):
+    monkeypatch.setattr(sinks_module.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert display_available() is expected
