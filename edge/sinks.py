@@ -165,11 +165,15 @@ class WindowSink(_ClosingContext):
     """A live window with the annotated frames and the processing rate.
 
     ``write`` raises ``StopRequested`` when the viewer presses q or Esc or
-    closes the window. When the window cannot be created (no GUI support in
-    this OpenCV build), a warning is logged and frames are no longer shown.
+    closes the window. Without a display it refuses to start (``SinkError``);
+    when the window cannot be created (no GUI support in this OpenCV build),
+    a warning is logged and frames are no longer shown.
     """
 
     def __init__(self, title: str = "ers", *, bars: bool = True) -> None:
+        if not display_available():
+            # Checked up front: OpenCV's Qt backend aborts the whole process without a display.
+            raise SinkError("no display to show a window on (DISPLAY is not set); use --no-display")
         self.title = title
         self._bars = bars
         self._opened = False

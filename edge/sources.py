@@ -178,6 +178,7 @@ class CameraSource(_ClosingContext):
         self._ended = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._release_in_thread = False
         what = f"no camera at index {target}" if isinstance(target, int) else f"cannot open stream {target}"
         with quiet_native_stderr():
             self._capture = cv2.VideoCapture(target)
@@ -203,12 +204,20 @@ class CameraSource(_ClosingContext):
             raise SourceError(f"{self.name} opened but gave no frame within {open_timeout_s:g} s")
 
     def _grab(self) -> None:
+        capture = self._capture
+        try:
+            self._grab_from(capture)
+        finally:
+            with self._condition:
+                self._ended = True
+                self._condition.notify_all()
+            if self._release_in_thread:  # close() gave up waiting for a blocked read
+                capture.release()
+
+    def _grab_from(self, capture: cv2.VideoCapture) -> None:
         failures = 0
         last_timestamp_ms = -1
         while not self._stop.is_set():
-            capture = self._capture
-            if capture is None:
-                break
             ok, image = capture.read()
             if not ok or image is None:
                 failures += 1
@@ -223,9 +232,6 @@ class CameraSource(_ClosingContext):
                 self._latest = (image, self._sequence, timestamp_ms)
                 self._sequence += 1
                 self._condition.notify_all()
-        with self._condition:
-            self._ended = True
-            self._condition.notify_all()
 
     def __iter__(self) -> Iterator[Frame]:
         last_sequence = -1
@@ -251,8 +257,15 @@ class CameraSource(_ClosingContext):
             thread.join(timeout=2.0)
         self._thread = None
         capture, self._capture = getattr(self, "_capture", None), None
-        if capture is not None:
-            capture.release()
+        if capture is None:
+            return
+        if thread is not None and thread.is_alive():
+            # Releasing under a blocked read() can crash the decoder: the thread releases it instead.
+            self._release_in_thread = True
+            if thread.is_alive():  # (if it ended meanwhile, both release: harmless)
+                logger.warning("%s: still waiting for a frame; it is released when the read returns", self.name)
+                return
+        capture.release()
 
 
 class ImageSource(_ClosingContext):

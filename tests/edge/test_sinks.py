@@ -44,6 +44,7 @@ def _frames(count: int = 4):
 
 @pytest.fixture(params=["jsonl", "video", "images", "summary", "window"])
 def any_sink(request, tmp_path, monkeypatch):
+    monkeypatch.setattr(sinks_module, "display_available", lambda: True)
     monkeypatch.setattr(cv2, "imshow", lambda *a: None)
     monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
     monkeypatch.setattr(cv2, "waitKey", lambda *a: -1)
@@ -132,6 +133,7 @@ def test_summary_per_track():
 
 @pytest.mark.parametrize(("key", "visible", "stops"), [(ord("q"), 1.0, True), (27, 1.0, True), (-1, 0.0, True), (-1, 1.0, False)])
 def test_window_sink_stops_on_q_escape_or_close(monkeypatch, key, visible, stops):
+    monkeypatch.setattr(sinks_module, "display_available", lambda: True)
     shown = []
     monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
     monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image))
@@ -153,11 +155,18 @@ def test_window_sink_without_gui_support_warns_and_goes_on(monkeypatch, caplog):
         raise cv2.error("The function is not implemented")
 
     monkeypatch.setattr(cv2, "namedWindow", no_gui)
+    monkeypatch.setattr(sinks_module, "display_available", lambda: True)
     sink = WindowSink()
     for frame, result in _frames(3):
         sink.write(frame, result)
     sink.close()
     assert caplog.text.count("cannot show a window") == 1
+
+
+def test_window_sink_refuses_to_start_without_a_display(monkeypatch):
+    monkeypatch.setattr(sinks_module, "display_available", lambda: False)
+    with pytest.raises(SinkError, match="--no-display"):
+        WindowSink()
 
 
 @pytest.mark.parametrize(("env", "expected"), [({}, False), ({"DISPLAY": ":0"}, True), ({"WAYLAND_DISPLAY": "wayland-0"}, True)])
