@@ -16,6 +16,7 @@ from keras import layers, regularizers
 
 from edge.errors import ConfigError
 from trainer.config import ModelConfig, TrainConfig
+from trainer.nets import build_vgg
 
 
 def _model_config(cfg: TrainConfig | ModelConfig) -> ModelConfig:
@@ -122,6 +123,7 @@ def build_vit(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
 MODEL_BUILDERS: dict[str, Callable[..., Any]] = {
     "lenet": build_lenet,
     "vit": build_vit,
+    "vgg": build_vgg,
 }
 
 
