@@ -233,13 +233,14 @@ class CameraSource(_ClosingContext):
                 self._sequence += 1
                 self._condition.notify_all()
 
+    def _has_frame_after(self, sequence: int) -> bool:
+        return self._ended or (self._latest is not None and self._latest[1] > sequence)
+
     def __iter__(self) -> Iterator[Frame]:
         last_sequence = -1
         while True:
             with self._condition:
-                self._condition.wait_for(
-                    lambda: self._ended or (self._latest is not None and self._latest[1] > last_sequence)
-                )
+                self._condition.wait_for(lambda seen=last_sequence: self._has_frame_after(seen))
                 if self._latest is None or self._latest[1] <= last_sequence:
                     return  # ended, and the newest frame was already given
                 image, sequence, timestamp_ms = self._latest

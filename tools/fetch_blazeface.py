@@ -33,9 +33,19 @@ WHEEL_PYTHON = "3.11"
 def download_wheel(directory: Path) -> Path:
     """Download (never install) the mediapipe wheel that carries the models."""
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--python-version", WHEEL_PYTHON, "--platform", WHEEL_PLATFORM,
-        "--dest", str(directory), WHEEL_REQUIREMENT,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        WHEEL_PYTHON,
+        "--platform",
+        WHEEL_PLATFORM,
+        "--dest",
+        str(directory),
+        WHEEL_REQUIREMENT,
     ]
     subprocess.run(command, check=True)
     wheels = sorted(directory.glob("mediapipe-*.whl"))
@@ -53,9 +63,7 @@ def extract_models(wheel: Path, out_dir: Path, check: bool = True) -> dict[str, 
             data = archive.read(model.wheel_path)
             digest = hashlib.sha256(data).hexdigest()
             if check and digest != model.sha256:
-                raise SystemExit(
-                    f"{model.wheel_path} in {wheel.name} has sha256 {digest}, expected {model.sha256}"
-                )
+                raise SystemExit(f"{model.wheel_path} in {wheel.name} has sha256 {digest}, expected {model.sha256}")
             (out_dir / model.file).write_bytes(data)
             hashes[model.file] = digest
     return hashes

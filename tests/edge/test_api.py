@@ -19,6 +19,9 @@ def test_unknown_names_raise_attribute_error():
 
 
 def test_importing_edge_is_light():
-    code = "import sys, edge, edge.model_spec; print(sorted(m for m in ('cv2', 'mediapipe', 'tensorflow') if m in sys.modules))"
+    code = (
+        "import sys, edge, edge.model_spec; "
+        "print(sorted(m for m in ('cv2', 'mediapipe', 'tensorflow') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

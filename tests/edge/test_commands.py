@@ -11,8 +11,20 @@ from edge.cli import cli
 def test_run_help_lists_the_options():
     result = CliRunner().invoke(cli, ["run", "--help"])
     assert result.exit_code == 0
-    for flag in ("--model-dir", "--variant", "--detector", "--min-confidence", "--min-face-size", "--smoothing-alpha",
-                 "--out-dir", "--no-video", "--no-events", "--no-display", "--max-frames", "--threads"):
+    for flag in (
+        "--model-dir",
+        "--variant",
+        "--detector",
+        "--min-confidence",
+        "--min-face-size",
+        "--smoothing-alpha",
+        "--out-dir",
+        "--no-video",
+        "--no-events",
+        "--no-display",
+        "--max-frames",
+        "--threads",
+    ):
         assert flag in result.output
 
 
@@ -20,9 +32,27 @@ def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_
     out = tmp_path / "out"
     result = CliRunner().invoke(
         cli,
-        ["run", str(five_frame_video), "--model-dir", str(tiny_model_dir), "--out-dir", str(out), "--no-display",
-         "--detector", "full", "--min-confidence", "0.6", "--min-face-size", "20", "--smoothing-alpha", "0.5",
-         "--threads", "1", "--max-frames", "3"],
+        [
+            "run",
+            str(five_frame_video),
+            "--model-dir",
+            str(tiny_model_dir),
+            "--out-dir",
+            str(out),
+            "--no-display",
+            "--detector",
+            "full",
+            "--min-confidence",
+            "0.6",
+            "--min-face-size",
+            "20",
+            "--smoothing-alpha",
+            "0.5",
+            "--threads",
+            "1",
+            "--max-frames",
+            "3",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "3 frames" in result.output and "events.jsonl" in result.output
@@ -42,11 +72,15 @@ def test_run_without_a_default_model_says_how_to_get_one(tmp_path, monkeypatch, 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
     runner = CliRunner()
-    missing = runner.invoke(cli, ["run", str(tmp_path / "nope.mp4"), "--model-dir", str(tiny_model_dir), "--no-display"])
+    missing = runner.invoke(
+        cli, ["run", str(tmp_path / "nope.mp4"), "--model-dir", str(tiny_model_dir), "--no-display"]
+    )
     assert missing.exit_code == 1 and "does not exist" in missing.output
     no_manifest = runner.invoke(cli, ["run", "0", "--model-dir", str(tmp_path), "--no-display"])
     assert no_manifest.exit_code == 1 and "no model manifest" in no_manifest.output
-    camera = runner.invoke(cli, ["run", "97", "--model-dir", str(tiny_model_dir), "--no-display", "--out-dir", str(tmp_path / "o")])
+    camera = runner.invoke(
+        cli, ["run", "97", "--model-dir", str(tiny_model_dir), "--no-display", "--out-dir", str(tmp_path / "o")]
+    )
     assert camera.exit_code == 1 and "no camera at index 97" in camera.output
     bad_choice = runner.invoke(cli, ["run", "0", "--detector", "huge"])
     assert bad_choice.exit_code == 2

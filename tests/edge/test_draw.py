@@ -11,8 +11,13 @@ from edge.types import FaceResult, FrameResult
 def _result(box=(20, 20, 60, 60), track_id=3) -> FrameResult:
     probs = tuple(np.linspace(0.05, 0.3, len(LABELS)) / np.linspace(0.05, 0.3, len(LABELS)).sum())
     face = FaceResult(
-        track_id=track_id, box_xyxy=box, detection_score=0.9, raw_probs=probs, smoothed_probs=probs,
-        label=LABELS[-1], confidence=max(probs),
+        track_id=track_id,
+        box_xyxy=box,
+        detection_score=0.9,
+        raw_probs=probs,
+        smoothed_probs=probs,
+        label=LABELS[-1],
+        confidence=max(probs),
     )
     return FrameResult(0, 0, (face,), LABELS)
 

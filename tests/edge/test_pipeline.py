@@ -33,7 +33,11 @@ def test_all_faces_of_a_frame_are_classified_in_one_call_with_the_manifest_crop(
     pipeline = Pipeline(detector, classifier, crop=CropSpec(scale=2.0))
     result = pipeline.process(_frame())
     assert len(classifier.batches) == 1
-    assert [crop.shape for crop in classifier.batches[0]] == [(40, 40, 3), (70, 80, 3), (30, 20, 3)]  # last two cut by the edges
+    assert [crop.shape for crop in classifier.batches[0]] == [
+        (40, 40, 3),
+        (70, 80, 3),
+        (30, 20, 3),
+    ]  # last two cut by the edges
     assert [face.track_id for face in result.faces] == [1, 2, 3]
     face = result.faces[0]
     assert isinstance(face, FaceResult)
@@ -45,7 +49,9 @@ def test_all_faces_of_a_frame_are_classified_in_one_call_with_the_manifest_crop(
 
 def test_tracks_and_smoothing_carry_over_between_frames():
     detector = FakeDetector({0: [(10, 10, 50, 50)], 1: [(12, 11, 52, 51)]})
-    pipeline = Pipeline(detector, FakeClassifier(), FaceTracker(), ScoreSmoother(SmoothingOptions(alpha=0.5)), crop=CropSpec())
+    pipeline = Pipeline(
+        detector, FakeClassifier(), FaceTracker(), ScoreSmoother(SmoothingOptions(alpha=0.5)), crop=CropSpec()
+    )
     first = pipeline.process(_frame(0, np.full((100, 160, 3), 80, np.uint8)))
     second = pipeline.process(_frame(1, np.full((100, 160, 3), 81, np.uint8)))
     assert first.faces[0].track_id == second.faces[0].track_id == 1

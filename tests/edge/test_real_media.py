@@ -56,7 +56,10 @@ def _count_video_frames(path: Path) -> int:
 @pytest.fixture(scope="module")
 def single_face_run(media, tiny_model_dir, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("single-face-run")
-    report = run(media / "single_face.mp4", RunOptions(out_dir=out_dir, pipeline=PipelineOptions(model_dir=tiny_model_dir), display=False))
+    report = run(
+        media / "single_face.mp4",
+        RunOptions(out_dir=out_dir, pipeline=PipelineOptions(model_dir=tiny_model_dir), display=False),
+    )
     return report, out_dir
 
 
@@ -111,7 +114,9 @@ def test_group_photo_yields_all_five_faces_with_the_full_range_model(media):
 
 def test_faces_cut_by_the_edge_many_faces_and_tiny_faces(media, tiny_model_dir):
     photo = _rgb(media / "single_face.jpg")
-    options = PipelineOptions(model_dir=tiny_model_dir, detector=FaceDetectorOptions(model="full", running_mode="image"))
+    options = PipelineOptions(
+        model_dir=tiny_model_dir, detector=FaceDetectorOptions(model="full", running_mode="image")
+    )
     with Pipeline.from_options(options, SourceKind.IMAGES) as pipeline:
         cut = pipeline.process(Frame(np.ascontiguousarray(photo[:, 270:]), 0, 0))
         assert len(cut.faces) == 1 and cut.faces[0].box_xyxy[0] == 0  # clipped to the frame
@@ -149,9 +154,23 @@ def test_interrupting_ers_run_keeps_every_processed_frame(long_video, tiny_model
     out_dir = tmp_path / "out"
     events_path = out_dir / "events.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", str(long_video), "--model-dir", str(tiny_model_dir),
-         "--out-dir", str(out_dir), "--no-display"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_reset_sigint,
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "run",
+            str(long_video),
+            "--model-dir",
+            str(tiny_model_dir),
+            "--out-dir",
+            str(out_dir),
+            "--no-display",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_reset_sigint,
     )
     try:
         deadline = time.monotonic() + 60

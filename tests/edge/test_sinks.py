@@ -30,8 +30,13 @@ def _probs(winner: int) -> tuple[float, ...]:
 
 def _face(track_id: int, winner: int, box=(10, 10, 40, 40)) -> FaceResult:
     return FaceResult(
-        track_id=track_id, box_xyxy=box, detection_score=0.9, raw_probs=_probs(winner),
-        smoothed_probs=_probs(winner), label=LABELS[winner], confidence=max(_probs(winner)),
+        track_id=track_id,
+        box_xyxy=box,
+        detection_score=0.9,
+        raw_probs=_probs(winner),
+        smoothed_probs=_probs(winner),
+        label=LABELS[winner],
+        confidence=max(_probs(winner)),
     )
 
 
@@ -78,7 +83,15 @@ def test_jsonl_lines_are_flushed_as_written_and_parse(tmp_path):
     assert [e["frame_index"] for e in events] == [0, 1, 2, 3]
     assert events[0]["faces"] == []
     face = events[1]["faces"][0]
-    assert set(face) == {"track_id", "box_xyxy", "detection_score", "label", "confidence", "raw_probs", "smoothed_probs"}
+    assert set(face) == {
+        "track_id",
+        "box_xyxy",
+        "detection_score",
+        "label",
+        "confidence",
+        "raw_probs",
+        "smoothed_probs",
+    }
     assert list(face["raw_probs"]) == list(LABELS)
     assert face["label"] == LABELS[1] and face["box_xyxy"] == [10, 10, 40, 40]
     assert events[2]["image"] == "f2.jpg"
@@ -131,7 +144,9 @@ def test_summary_per_track():
     assert second.to_dict(LABELS)["mean_raw_probs"]["anger"] == pytest.approx(0.65)
 
 
-@pytest.mark.parametrize(("key", "visible", "stops"), [(ord("q"), 1.0, True), (27, 1.0, True), (-1, 0.0, True), (-1, 1.0, False)])
+@pytest.mark.parametrize(
+    ("key", "visible", "stops"), [(ord("q"), 1.0, True), (27, 1.0, True), (-1, 0.0, True), (-1, 1.0, False)]
+)
 def test_window_sink_stops_on_q_escape_or_close(monkeypatch, key, visible, stops):
     monkeypatch.setattr(sinks_module, "display_available", lambda: True)
     shown = []
@@ -169,7 +184,9 @@ def test_window_sink_refuses_to_start_without_a_display(monkeypatch):
         WindowSink()
 
 
-@pytest.mark.parametrize(("env", "expected"), [({}, False), ({"DISPLAY": ":0"}, True), ({"WAYLAND_DISPLAY": "wayland-0"}, True)])
+@pytest.mark.parametrize(
+    ("env", "expected"), [({}, False), ({"DISPLAY": ":0"}, True), ({"WAYLAND_DISPLAY": "wayland-0"}, True)]
+)
 def test_display_available_on_linux(monkeypatch, env, expected):
     monkeypatch.setattr(sinks_module.sys, "platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)

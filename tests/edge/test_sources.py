@@ -107,7 +107,11 @@ def test_stream_source_drops_stale_frames_for_a_slow_consumer(tmp_path):
 
 @pytest.mark.parametrize(
     ("arg", "kind", "cls"),
-    [("video", SourceKind.VIDEO, VideoFileSource), ("image", SourceKind.IMAGES, ImageSource), ("folder", SourceKind.IMAGES, ImageSource)],
+    [
+        ("video", SourceKind.VIDEO, VideoFileSource),
+        ("image", SourceKind.IMAGES, ImageSource),
+        ("folder", SourceKind.IMAGES, ImageSource),
+    ],
 )
 def test_open_source_picks_the_source(tmp_path, five_frame_video, arg, kind, cls):
     folder = _images_dir(tmp_path)

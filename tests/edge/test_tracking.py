@@ -74,7 +74,11 @@ def test_tracker_matches_each_track_at_most_once():
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"iou_threshold": 0.0}, "iou_threshold"), ({"iou_threshold": 1.5}, "iou_threshold"), ({"max_missed": -1}, "max_missed")],
+    [
+        ({"iou_threshold": 0.0}, "iou_threshold"),
+        ({"iou_threshold": 1.5}, "iou_threshold"),
+        ({"max_missed": -1}, "max_missed"),
+    ],
 )
 def test_tracking_options_are_validated(kwargs, field):
     with pytest.raises(ConfigError, match=field):
