@@ -197,17 +197,17 @@ def _base_dataset(split: SplitData, data: DataConfig, shuffle_seed: int | None) 
 
         return ds.batch(batch).map(gather, num_parallel_calls=autotune)
     if split.directory is not None:
+        # Keras shuffles the file list (and a path buffer each epoch) before decoding.
         ds = tf.keras.utils.image_dataset_from_directory(
             split.directory, labels="inferred", label_mode="categorical",
             class_names=list(data.class_names), color_mode=data.color_mode, batch_size=None,
-            image_size=(size, size), shuffle=False, verbose=False,
+            image_size=(size, size), shuffle=shuffle_seed is not None, seed=shuffle_seed, verbose=False,
         )
     else:
-        ds = tf.data.Dataset.from_tensor_slices((list(split.paths), split.labels)).map(
-            lambda p, y: (_decode_path(p, channels, size), y), num_parallel_calls=autotune
-        )
-    if shuffle_seed is not None:
-        ds = ds.shuffle(data.shuffle_buffer or n, seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = tf.data.Dataset.from_tensor_slices((list(split.paths), split.labels))
+        if shuffle_seed is not None:  # shuffle paths, not decoded images
+            ds = ds.shuffle(data.shuffle_buffer or n, seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda p, y: (_decode_path(p, channels, size), y), num_parallel_calls=autotune)
     return ds.batch(batch).map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.float32)),
                                num_parallel_calls=autotune)
 

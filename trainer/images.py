@@ -133,7 +133,7 @@ def read_images(
     """Decode many files in threads (with a progress bar); returns arrays and kept indices."""
     from tqdm import tqdm
 
-    def one(path: Path) -> tuple[np.ndarray | None, DataError | None]:
+    def one(path: Path) -> tuple[np.ndarray | None, DataError | None, Counter]:
         local = BadFileLog(skip=True)
         array = read_image(path, color_mode, local)
         error = DataError(f"{local.skipped[0][0]}: {local.skipped[0][1]}") if local.skipped else None

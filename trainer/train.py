@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from edge.errors import ConfigError, ErsError
+from trainer.callbacks import backup_epoch
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ def prepare_run_dir(cfg: TrainConfig, *, resume: bool | None, overwrite: bool) -
     if status in ("finished", "evaluated"):
         raise ConfigError(f"{run_dir} holds a finished run; pass --overwrite to replace it "
                           "or choose another --run-dir")
+    if status == "running" and backup_epoch(run_dir) is None:
+        log.info("%s holds a run that stopped before its first epoch ended; starting it again", run_dir)
+        return False
     if status == "running":
         if resume is False:
             raise ConfigError(f"{run_dir} holds an unfinished run; resume it (--resume) or pass --overwrite")
@@ -195,11 +199,11 @@ def train(
     run_dir = Path(cfg.run_dir)
     started = time.time()
     resumed = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
+    keras.utils.set_random_seed(cfg.seed)
+    # The validation pass: every file is checked before the run folder is written to.
+    datasets = load_datasets(cfg, ("test",) if no_train else ("train", "val", "test"))
     cfg.save(run_dir / CONFIG_YAML)
     _write_status(run_dir, "running")
-    keras.utils.set_random_seed(cfg.seed)
-
-    datasets = load_datasets(cfg, ("test",) if no_train else ("train", "val", "test"))
     log.info("images: %s", ", ".join(f"{k} {v}" for k, v in datasets.sizes.items()))
     with get_strategy(cfg.strategy).scope():
         model = build_and_compile(cfg, pretrained)

@@ -100,6 +100,9 @@ def test_resume_after_interruption(tmp_path: Path, class_folders: Path):
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     assert len(history_rows(run_dir)) == 1 and (run_dir / "backup").is_dir()
 
+    changed = CliRunner().invoke(cli, ["train", *args, "--set", "NoOfFilters=3"])
+    assert changed.exit_code == 1 and "different config (model.num_filters)" in changed.output
+
     result = invoke(["train", *args])  # the same command again resumes
     assert result.exit_code == 0, result.output
     assert "(resumed)" in result.output
@@ -140,7 +143,7 @@ def test_bad_data_is_one_line_error_before_training(tmp_path: Path, class_folder
     assert result.exit_code == 1
     assert "sad_0.png" in result.output and "Traceback" not in result.output
     assert not (run_dir / "history.csv").exists()
-    skipped = invoke(["train", *tiny_overrides(class_folders, tmp_path / "run2"), "--skip-bad"])
+    skipped = invoke(["train", *tiny_overrides(class_folders, run_dir), "--skip-bad"])  # same folder is fine
     assert skipped.exit_code == 0, skipped.output
 
 
