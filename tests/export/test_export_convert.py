@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from export_testdata import build_tiny_model, make_images
+
+from edge.errors import DataError
+from export.convert import (
+    convert_to_tflite,
+    describe_converter_error,
+    find_augmentation_layers,
+    save_saved_model,
+)
+from export.errors import ConversionError
+from export.options import Quantization
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    return save_saved_model(build_tiny_model(), tmp_path_factory.mktemp("sm") / "saved_model")
+
+
+@pytest.mark.parametrize(
+    ("quantization", "io_dtype"),
+    [("float32", np.float32), ("float16", np.float32), ("dynamic", np.float32), ("int8", np.int8)],
+)
+def test_each_quantization_gives_a_loadable_model(saved_model, quantization, io_dtype):
+    images, _ = make_images(5, seed=0)
+    content = convert_to_tflite(saved_model, quantization, images if quantization == "int8" else None)
+    assert isinstance(content, bytes) and len(content) > 1000
+    interpreter = Interpreter(model_content=content)
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert tuple(inp["shape"][1:]) == (16, 16, 1) and out["shape"][-1] == 4
+    assert inp["dtype"] == io_dtype and out["dtype"] == io_dtype
+    if quantization == "int8":
+        assert inp["quantization"][0] > 0 and out["quantization"][0] > 0
+
+
+def test_float16_stores_float16_weights(saved_model):
+    content = convert_to_tflite(saved_model, Quantization.FLOAT16)
+    dtypes = {d["dtype"] for d in Interpreter(model_content=content).get_tensor_details()}
+    assert np.float16 in dtypes
+
+
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (None, "needs representative images; got none"),
+        (np.zeros((0, 16, 16, 1), np.uint8), "representative images are empty"),
+        (np.zeros((16, 16, 1), np.uint8), r"shape \(N, height, width, channels\); got \(16, 16, 1\)"),
+    ],
+)
+def test_int8_without_usable_representative_images_is_refused(saved_model, images, match):
+    with pytest.raises(DataError, match=match):
+        convert_to_tflite(saved_model, "int8", images)
+
+
+def test_representative_images_of_the_wrong_size_fail_clearly(saved_model):
+    with pytest.raises(ConversionError, match="int8 conversion failed: .*dimension"):
+        convert_to_tflite(saved_model, "int8", np.zeros((3, 24, 24, 1), np.uint8))
+
+
+def test_unknown_quantization_is_refused(saved_model):
+    with pytest.raises(ValueError, match="unknown variant 'int4'"):
+        convert_to_tflite(saved_model, "int4")
+
+
+@keras.saving.register_keras_serializable(package="ers_tests")
+class Spectrum(keras.layers.Layer):
+    """A layer using FFT2D, an op the TFLite builtin runtime does not have."""
+
+    def call(self, inputs):
+        return tf.math.abs(tf.signal.fft2d(tf.cast(inputs[..., 0], tf.complex64)))[..., None]
+
+
+def model_with(layer) -> object:
+    inputs = keras.Input((16, 16, 1))
+    x = layer(inputs)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def test_unsupported_op_is_named_without_a_traceback(tmp_path):
+    saved = save_saved_model(model_with(Spectrum(name="spectrum")), tmp_path / "sm")
+    with pytest.raises(ConversionError) as caught:
+        convert_to_tflite(saved, "float32")
+    message = str(caught.value)
+    assert "float32 conversion failed" in message
+    assert "FFT2D" in message and "spectrum" in message
+    assert "loc(" not in message and "Traceback" not in message and len(message) < 400
+
+
+def test_augmentation_layers_are_refused_before_conversion(tmp_path):
+    model = model_with(keras.layers.RandomRotation(0.1, name="rotate"))
+    assert find_augmentation_layers(model) == ["rotate (RandomRotation)"]
+    with pytest.raises(ConversionError, match=r"augmentation layers \['rotate \(RandomRotation\)'\]"):
+        save_saved_model(model, tmp_path / "sm")
+
+
+def test_augmentation_nested_in_a_sequential_is_found():
+    augment = keras.Sequential([keras.layers.RandomFlip("horizontal", name="flip")], name="augment")
+    assert find_augmentation_layers(model_with(augment)) == ["flip (RandomFlip)"]
+
+
+def test_untraceable_model_is_reported(tmp_path):
+    untraceable = keras.layers.Lambda(
+        lambda t: tf.py_function(lambda a: a * 2, [t], tf.float32), output_shape=(16, 16, 1)
+    )
+    with pytest.raises(ConversionError, match="cannot be traced for export"):
+        save_saved_model(model_with(untraceable), tmp_path / "sm")
+
+
+def test_a_folder_that_is_not_a_saved_model_is_refused(tmp_path):
+    with pytest.raises(ConversionError, match="not a loadable SavedModel"):
+        convert_to_tflite(tmp_path, "float32")
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "<unknown>:0: error: loc(callsite(fused[\"Tan:\", \"model_1/random_rotation_1/Tan@__inference\"]"
+            " at x)): 'tf.Tan' op is neither a custom op nor a flex op\n",
+            "TFLite has no builtin kernel for the ops ['Tan'] (in layers ['random_rotation'])",
+        ),
+        ("<unknown>:0: error: something odd happened\nmore", "something odd happened"),
+        ("plain failure", "plain failure"),
+    ],
+)
+def test_describe_converter_error(message, expected):
+    assert describe_converter_error(message).startswith(expected)
