@@ -6,6 +6,9 @@ sources) and ``summary.json`` (per-track summary and run statistics), and
 optionally shows a live window. Ctrl-C (``KeyboardInterrupt``) ends the run
 like the end of the source: every output is finalised and the report says
 ``stop_reason="interrupted"``. ``handle_sigterm()`` makes SIGTERM do the same.
+
+The annotated video is written at the source's nominal frame rate; for a
+camera that drops stale frames it therefore plays faster than real time.
 """
 
 from __future__ import annotations

@@ -25,3 +25,16 @@ def test_importing_edge_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_mediapipe_is_imported_only_through_the_guard():
+    import re
+    from pathlib import Path
+
+    pattern = re.compile(r"^\s*(import mediapipe|from mediapipe)", re.MULTILINE)
+    offenders = [
+        path.name
+        for path in Path(edge.__file__).parent.glob("*.py")
+        if path.name != "_mediapipe.py" and pattern.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == [], "import mediapipe through edge._mediapipe.import_mediapipe()"

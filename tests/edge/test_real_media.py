@@ -144,6 +144,12 @@ def long_video(media, tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("long") / "long.mp4", frames * 15, fps=30.0)
 
 
+def _ers_command() -> list[str]:
+    """The installed ``ers`` script beside this interpreter, else the same CLI through ``-m``."""
+    script = Path(sys.executable).parent / "ers"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "edge.cli"]
+
+
 def _reset_sigint() -> None:
     # A shell may start the test run with SIGINT ignored; the child must see the default.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -155,9 +161,7 @@ def test_interrupting_ers_run_keeps_every_processed_frame(long_video, tiny_model
     events_path = out_dir / "events.jsonl"
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "edge.cli",
+            *_ers_command(),
             "run",
             str(long_video),
             "--model-dir",
@@ -199,17 +203,21 @@ def test_interrupting_ers_run_keeps_every_processed_frame(long_video, tiny_model
 
 
 def test_the_runtime_never_imports_tensorflow(media, tiny_model_dir, tmp_path):
+    """The Python API and the `ers run` command, in a fresh process where TensorFlow is installed."""
+    video, model = str(media / "single_face.mp4"), str(tiny_model_dir)
     script = textwrap.dedent(
         f"""
         import importlib.util, json, sys
         from edge.pipeline import PipelineOptions
         from edge.runner import RunOptions, run
-        import edge.cli, edge.commands
-        report = run({str(media / "single_face.mp4")!r}, RunOptions(
-            out_dir={str(tmp_path / "out")!r}, pipeline=PipelineOptions(model_dir={str(tiny_model_dir)!r}),
+        from edge.cli import cli
+        report = run({video!r}, RunOptions(
+            out_dir={str(tmp_path / "api")!r}, pipeline=PipelineOptions(model_dir={model!r}),
             display=False, max_frames=5))
+        cli.main(["run", {video!r}, "--model-dir", {model!r}, "--out-dir", {str(tmp_path / "cli")!r},
+                  "--no-display", "--max-frames", "5"], prog_name="ers", standalone_mode=False)
         print(json.dumps({{
-            "tensorflow_imported": "tensorflow" in sys.modules,
+            "tensorflow_imported": sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"),
             "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
             "faces": report.faces,
         }}))
@@ -220,4 +228,5 @@ def test_the_runtime_never_imports_tensorflow(media, tiny_model_dir, tmp_path):
     )
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["faces"] == 5  # the classifier really ran
-    assert result["tensorflow_imported"] is False, completed.stderr
+    assert len((tmp_path / "cli" / "events.jsonl").read_text().splitlines()) == 5
+    assert result["tensorflow_imported"] == [], completed.stderr
