@@ -6,6 +6,9 @@ folder continues from there. The learning-rate schedule is a function of the
 epoch index (``LearningRateScheduler``), so it picks up at the right value.
 ``history.csv`` is appended to, after dropping any rows of epochs the backup
 does not cover (a run killed between the CSV row and the backup).
+ModelCheckpoint starts from the best value already in ``history.csv``;
+EarlyStopping's patience counter and best weights restart with the resumed
+segment (Keras does not back them up).
 """
 
 from __future__ import annotations
