@@ -161,7 +161,8 @@ class FaceDetector:
         from edge._mediapipe import import_mediapipe, quiet_native_stderr
 
         self.options = (options or FaceDetectorOptions()).resolve(SourceKind.VIDEO)
-        model_bytes = load_detector_model(self.options)
+        # Kept alive with the detector, in case the native side reads the buffer in place.
+        self._model_bytes = model_bytes = load_detector_model(self.options)
         mediapipe, vision = import_mediapipe()
         self._image_type = mediapipe.Image
         self._srgb = mediapipe.ImageFormat.SRGB
