@@ -199,8 +199,8 @@ def test_failed_conversion_leaves_no_half_written_folder(
 
     monkeypatch.setattr(export.api, "convert_to_tflite", fail_on_int8)
     with pytest.raises(ConversionError, match="injected"):
-        export_model(model_path, tmp_path / "new", fast_options(dataset_dir))
-    assert len(converted) == 3  # three variants had been written before the failure
+        export_model(model_path, tmp_path / "new", fast_options(dataset_dir, variants=("float16", "int8")))
+    assert converted == [Quantization.FLOAT16]  # one variant had been written before the failure
     assert list(tmp_path.iterdir()) == []
 
     # with --force, an old export survives a failed replacement untouched
@@ -208,7 +208,7 @@ def test_failed_conversion_leaves_no_half_written_folder(
     old.mkdir()
     (old / "manifest.json").write_text("{}")
     with pytest.raises(ConversionError):
-        export_model(model_path, old, fast_options(dataset_dir, force=True))
+        export_model(model_path, old, fast_options(dataset_dir, variants=("int8",), force=True))
     assert [p.name for p in tmp_path.iterdir()] == ["old"]
     assert [p.name for p in old.iterdir()] == ["manifest.json"]
 
@@ -332,7 +332,8 @@ def test_config_beside_the_model_supplies_labels_test_and_representative_sets(
     (run / "config.yaml").write_text("data: {}\n")
     from export.options import ExportOptions
 
-    options = ExportOptions(representative_count=50, test_limit=80, latency_runs=5, warmup_runs=1)
+    options = ExportOptions(variants=("float32", "int8"), representative_count=50, test_limit=80,
+                            latency_runs=5, warmup_runs=1)
     result = export_model(run / "model.keras", tmp_path / "out", options)
     assert result.spec.labels == CLASS_NAMES  # the config's order, not the folders'
     assert sorted(trainer_config.calls) == [("test", 80), ("train", 50)]
