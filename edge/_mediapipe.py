@@ -48,6 +48,18 @@ def import_mediapipe() -> tuple[ModuleType, ModuleType]:
     return mediapipe, vision
 
 
+def import_c_api() -> tuple[ModuleType, ModuleType]:
+    """mediapipe's ctypes structs and status helpers: ``(detections_c, mediapipe_c_utils)``.
+
+    ``edge.detector`` uses them to call the face detector's C functions directly.
+    """
+    import_mediapipe()
+    from mediapipe.tasks.python.components.containers import detections_c
+    from mediapipe.tasks.python.core import mediapipe_c_utils
+
+    return detections_c, mediapipe_c_utils
+
+
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
     """Send what native code writes to fd 2 into a temporary file; replay it on error."""

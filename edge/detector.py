@@ -20,6 +20,7 @@ The module imports mediapipe only when a detector is built (through
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -154,6 +155,87 @@ def load_detector_model(options: FaceDetectorOptions) -> bytes:
     return data
 
 
+class _DirectCalls:
+    """mediapipe 1.2's C entry points, called from the caller's thread.
+
+    The public ``mediapipe`` task sends every C call (create the image, detect,
+    free the result) to a private worker thread and waits for it: two thread
+    hand-offs per frame and a Python result object per detection, which cost
+    as much as the model itself on a busy two-core machine. A ``FaceDetector``
+    is used from one thread at a time, so calling the same C functions
+    directly is equally serial. The result is read straight from the C
+    structs. Built only when every entry point is where mediapipe 1.2 puts
+    it; otherwise ``FaceDetector`` keeps the public API (``None`` here).
+    """
+
+    def __init__(self, task: Any, video: bool, image_type: Any, srgb: Any) -> None:
+        from edge._mediapipe import import_c_api
+
+        detections_c, mediapipe_c_utils = import_c_api()
+        image_type(image_format=srgb, data=np.zeros((1, 1, 3), np.uint8))  # registers the image signatures
+        lib = task._lib._lib  # the ctypes.CDLL under mediapipe's SerialDispatcher
+        self._handle = task._handle
+        self._detect = lib.MpFaceDetectorDetectForVideo if video else lib.MpFaceDetectorDetectImage
+        self._video = video
+        self._close_result = lib.MpFaceDetectorCloseResult
+        self._create_image = lib.MpImageCreateFromUint8Data
+        self._free_image = lib.MpImageFree
+        self._free_error = lib.MpErrorFree
+        self._result_type = detections_c.MpDetectionResultC
+        self._handle_status = mediapipe_c_utils.handle_status
+        self._pixels_type = ctypes.POINTER(ctypes.c_uint8)
+        self._srgb = int(srgb)
+        for function in (self._detect, self._close_result, self._create_image, self._free_image):
+            if not function.argtypes:  # signatures are registered when the task is created
+                raise AttributeError(f"{function.__name__} has no registered signature")
+
+    @classmethod
+    def build(cls, task: Any, video: bool, image_type: Any, srgb: Any) -> _DirectCalls | None:
+        try:
+            return cls(task, video, image_type, srgb)
+        except (AttributeError, ImportError):
+            return None
+
+    def _check(self, status: int, error: ctypes.c_char_p) -> None:
+        try:
+            self._handle_status(status, error)
+        finally:
+            if error.value is not None:
+                self._free_error(error)
+
+    def detect(self, image_rgb: np.ndarray, timestamp_ms: int) -> list[tuple[int, int, int, int, float]]:
+        """``(left, top, right, bottom, score)`` per detection, in mediapipe's order."""
+        height, width = image_rgb.shape[:2]
+        image = ctypes.c_void_p()
+        error = ctypes.c_char_p()
+        status = self._create_image(
+            self._srgb, width, height, image_rgb.ctypes.data_as(self._pixels_type), image_rgb.size,
+            ctypes.byref(image), ctypes.byref(error),
+        )
+        self._check(status, error)
+        try:
+            result = self._result_type()
+            error = ctypes.c_char_p()
+            if self._video:
+                status = self._detect(self._handle, image, None, timestamp_ms, ctypes.byref(result), ctypes.byref(error))
+            else:
+                status = self._detect(self._handle, image, None, ctypes.byref(result), ctypes.byref(error))
+            self._check(status, error)
+        finally:
+            self._free_image(image)
+        try:
+            found = []
+            detections = result.detections
+            for index in range(result.detections_count):
+                detection = detections[index]
+                box = detection.bounding_box
+                score = float(detection.categories[0].score) if detection.categories_count else 0.0
+                found.append((box.left, box.top, box.right, box.bottom, score))
+            return found
+        finally:
+            self._close_result(ctypes.byref(result))
+
+
 class FaceDetector:
     """Finds face boxes in RGB frames; create once, call ``detect`` per frame."""
 
@@ -184,6 +266,7 @@ class FaceDetector:
         except (ValueError, RuntimeError) as error:
             raise ManifestError(f"cannot load the face detector model: {error}") from None
         self._video = self.options.running_mode is RunningMode.VIDEO
+        self._direct = _DirectCalls.build(self._detector, self._video, self._image_type, self._srgb)
         self._last_timestamp_ms: int | None = None
         self._last_size: tuple[int, int] | None = None
 
@@ -203,45 +286,55 @@ class FaceDetector:
         image_rgb = frame.image_rgb
         if not image_rgb.flags.c_contiguous:
             image_rgb = np.ascontiguousarray(image_rgb)
-        image = self._image_type(image_format=self._srgb, data=image_rgb)
         size = image_rgb.shape[:2]
         if size != self._last_size:  # native code logs set-up notes on the first frame of each size
             self._last_size = size
             with self._quiet():
-                result = self._run(image, frame.timestamp_ms)
+                boxes = self._run(image_rgb, frame.timestamp_ms)
         else:
-            result = self._run(image, frame.timestamp_ms)
-        height, width = image_rgb.shape[:2]
-        min_size = self.options.min_face_size
+            boxes = self._run(image_rgb, frame.timestamp_ms)
+        if not boxes:
+            return []
+        height, width = size
+        min_size = max(self.options.min_face_size, 1)
         faces = []
-        for detection in result.detections:
-            box = detection.bounding_box
-            x1, y1, x2, y2 = clip_box(
-                (box.origin_x, box.origin_y, box.origin_x + box.width, box.origin_y + box.height),
-                width,
-                height,
-            )
-            if min(x2 - x1, y2 - y1) < max(min_size, 1):
+        for left, top, right, bottom, score in boxes:
+            x1, y1, x2, y2 = clip_box((left, top, right, bottom), width, height)
+            if x2 - x1 < min_size or y2 - y1 < min_size:
                 continue
-            score = float(detection.categories[0].score) if detection.categories else 0.0
             faces.append(FaceDetection(box_xyxy=(x1, y1, x2, y2), score=score))
-        faces.sort(key=lambda face: face.score, reverse=True)
+        if len(faces) > 1:
+            faces.sort(key=lambda face: face.score, reverse=True)
         return faces
 
-    def _run(self, image: Any, timestamp_ms: int) -> Any:
-        if not self._video:
-            return self._detector.detect(image)
-        if self._last_timestamp_ms is not None and timestamp_ms <= self._last_timestamp_ms:
-            raise ValueError(
-                f"frame timestamps must increase in video mode; got {timestamp_ms} ms after "
-                f"{self._last_timestamp_ms} ms (use running_mode='image' for unrelated images)"
+    def _run(self, image_rgb: np.ndarray, timestamp_ms: int) -> list[tuple[int, int, int, int, float]]:
+        if self._video:
+            if self._last_timestamp_ms is not None and timestamp_ms <= self._last_timestamp_ms:
+                raise ValueError(
+                    f"frame timestamps must increase in video mode; got {timestamp_ms} ms after "
+                    f"{self._last_timestamp_ms} ms (use running_mode='image' for unrelated images)"
+                )
+            self._last_timestamp_ms = timestamp_ms
+        if self._direct is not None:
+            return self._direct.detect(image_rgb, timestamp_ms)
+        image = self._image_type(image_format=self._srgb, data=image_rgb)
+        if self._video:
+            result = self._detector.detect_for_video(image, timestamp_ms)
+        else:
+            result = self._detector.detect(image)
+        boxes = []
+        for detection in result.detections:
+            box = detection.bounding_box
+            score = float(detection.categories[0].score) if detection.categories else 0.0
+            boxes.append(
+                (box.origin_x, box.origin_y, box.origin_x + box.width, box.origin_y + box.height, score)
             )
-        self._last_timestamp_ms = timestamp_ms
-        return self._detector.detect_for_video(image, timestamp_ms)
+        return boxes
 
     def close(self) -> None:
         """Release the native detector; safe to call twice."""
         detector, self._detector = getattr(self, "_detector", None), None
+        self._direct = None
         if detector is not None:
             with self._quiet():
                 detector.close()
