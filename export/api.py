@@ -84,7 +84,9 @@ def load_keras_model(model_path: Path) -> object:
     import keras
 
     try:
-        return keras.models.load_model(model_path, compile=False)
+        return keras.models.load_model(
+            model_path, custom_objects=export_data.trainer_custom_objects(), compile=False
+        )
     except (ValueError, TypeError, KeyError, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConversionError(f"{model_path} cannot be loaded as a Keras model: {first_line}") from None

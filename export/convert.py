@@ -1,8 +1,8 @@
 """Keras model -> SavedModel -> TFLite flatbuffer bytes, one quantization at a time.
 
-Keras 3 models go through ``model.export`` (a SavedModel with one serving
-signature) and ``tf.lite.TFLiteConverter.from_saved_model``, the path that
-converts reliably. Converter failures become a ``ConversionError`` naming the
+Keras 3 models go through a SavedModel with one serving signature (a
+``keras.export.ExportArchive`` calling the model with ``training=False``) and
+``tf.lite.TFLiteConverter.from_saved_model``, the path that converts reliably. Converter failures become a ``ConversionError`` naming the
 ops and layers TFLite cannot run, never a raw TensorFlow traceback.
 """
 
@@ -37,15 +37,31 @@ def find_augmentation_layers(model: tf.keras.Model | object) -> list[str]:
 
 
 def save_saved_model(model: object, directory: Path) -> Path:
-    """Write the model's inference graph as a SavedModel into ``directory``."""
+    """Write the model's inference graph as a SavedModel into ``directory``.
+
+    The serving function calls the model with ``training=False`` explicitly:
+    ``model.export`` on a model loaded from ``.keras`` traces BatchNormalization
+    and Dropout (also the one inside MultiHeadAttention) in training mode,
+    which gives a TFLite model that disagrees with Keras.
+    """
     augmentation = find_augmentation_layers(model)
     if augmentation:
         raise ConversionError(
             f"the model contains augmentation layers {augmentation}, whose random ops TFLite "
             "cannot run; keep augmentation in the tf.data pipeline and save a model without them"
         )
+    import keras
+
+    input_shape = tuple(model.inputs[0].shape)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
     try:
-        model.export(str(directory), format="tf_saved_model", verbose=False)
+        archive.add_endpoint(
+            name="serve",
+            fn=lambda images: model(images, training=False),
+            input_signature=[tf.TensorSpec((None, *input_shape[1:]), tf.float32, name="images")],
+        )
+        archive.write_out(str(directory), verbose=False)
     except (ValueError, TypeError, NotImplementedError) as error:
         first_line = next((line for line in _ANSI.sub("", str(error)).splitlines() if line.strip()
                            and not line.startswith("Exception encountered")), str(error))

@@ -74,6 +74,16 @@ class TrainingData:
         )
 
 
+def trainer_custom_objects() -> dict[str, Any]:
+    """Custom layers the trainer's models use (e.g. the ViT's ``PositionEmbedding``), so
+    ``keras.models.load_model`` can rebuild them; empty without the trainer."""
+    try:
+        from trainer.models import custom_objects
+    except ImportError:
+        return {}
+    return dict(custom_objects())
+
+
 def find_training_config(model_path: Path, config_path: Path | None) -> Path | None:
     """``config_path`` when given (it must exist), else ``config.yaml`` beside the model if present."""
     if config_path is not None:

@@ -349,3 +349,30 @@ def test_config_that_does_not_fit_the_model_is_refused(tmp_path, model_path, tra
 
     with pytest.raises(ConfigError, match=r"says 48x48 grayscale input but the model takes 16x16x1"):
         export_model(model_path, tmp_path / "out", ExportOptions(config_path=config))
+
+
+def test_a_real_trainer_model_and_config_export(tmp_path, dataset_dir):
+    """With the real trainer installed (skipped otherwise): its LeNet, its config, its loader."""
+    config = pytest.importorskip("trainer.config")
+    models = pytest.importorskip("trainer.models")
+    cfg = config.TrainConfig.from_dict({"data": {
+        "data_dir": str(dataset_dir), "image_size": 16, "color_mode": "grayscale",
+        "class_names": list(CLASS_NAMES),
+    }, "model": {"name": "lenet"}})
+    keras.utils.set_random_seed(0)
+    model = models.build_model(cfg, (16, 16, 1), len(CLASS_NAMES))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    images, labels = make_images(20, seed=1)
+    model.fit(images.astype(np.float32), labels, epochs=2, verbose=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    cfg.save(run / "config.yaml")
+    from export.options import ExportOptions
+
+    options = ExportOptions(variants=("float32", "int8"), representative_count=50, latency_runs=5,
+                            max_accuracy_drop=100.0, min_agreement=0.0)
+    result = export_model(run / "model.keras", tmp_path / "out", options)
+    assert result.spec.labels == CLASS_NAMES
+    assert result.report.variant("float32").agreement == 1.0  # BatchNorm/Dropout in inference mode
+    assert result.report.variant("float32").max_abs_diff < 1e-4

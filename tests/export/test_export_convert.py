@@ -134,3 +134,26 @@ def test_a_folder_that_is_not_a_saved_model_is_refused(tmp_path):
 )
 def test_describe_converter_error(message, expected):
     assert describe_converter_error(message).startswith(expected)
+
+
+def test_batchnorm_and_dropout_are_exported_in_inference_mode(tmp_path):
+    """Regression: ``model.export`` of a loaded model traced BatchNorm/Dropout in training mode."""
+    keras.utils.set_random_seed(0)
+    images, labels = make_images(8, seed=0)
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(images.astype(np.float32), labels, epochs=2, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    content = convert_to_tflite(save_saved_model(loaded, tmp_path / "sm"), "float32")
+    interpreter = Interpreter(model_content=content)
+    interpreter.resize_tensor_input(0, [len(images), 16, 16, 1])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images.astype(np.float32))
+    interpreter.invoke()
+    tflite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(tflite, loaded.predict(images.astype(np.float32), verbose=0), atol=1e-5)
