@@ -39,10 +39,11 @@ def find_augmentation_layers(model: tf.keras.Model | object) -> list[str]:
 def save_saved_model(model: object, directory: Path) -> Path:
     """Write the model's inference graph as a SavedModel into ``directory``.
 
-    The serving function calls the model with ``training=False`` explicitly:
-    ``model.export`` on a model loaded from ``.keras`` traces BatchNormalization
-    and Dropout (also the one inside MultiHeadAttention) in training mode,
-    which gives a TFLite model that disagrees with Keras.
+    The serving function calls the model with ``training=False`` explicitly.
+    Plain ``model.export`` (Keras 3.15) traces BatchNormalization in training
+    mode when a Resizing layer precedes it, as in the trainer's models, and
+    keeps MultiHeadAttention's dropout ops in the graph: the TFLite model then
+    disagrees with Keras, or does not convert at all.
     """
     augmentation = find_augmentation_layers(model)
     if augmentation:

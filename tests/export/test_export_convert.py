@@ -137,14 +137,19 @@ def test_describe_converter_error(message, expected):
 
 
 def test_batchnorm_and_dropout_are_exported_in_inference_mode(tmp_path):
-    """Regression: ``model.export`` of a loaded model traced BatchNorm/Dropout in training mode."""
+    """Regression: ``model.export`` traced BatchNorm in training mode behind a Resizing layer."""
     keras.utils.set_random_seed(0)
     images, labels = make_images(8, seed=0)
-    inputs = keras.Input((16, 16, 1))
-    x = keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs))
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(x))
-    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+    model = keras.Sequential([  # Resizing first, then BatchNorm, like the trainer's LeNet
+        keras.Input((16, 16, 1)),
+        keras.layers.Resizing(16, 16),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(4, 3),
+        keras.layers.BatchNormalization(),
+        keras.layers.Flatten(),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(4, activation="softmax"),
+    ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(images.astype(np.float32), labels, epochs=2, verbose=0)
     model.save(tmp_path / "model.keras")
