@@ -1,10 +1,11 @@
-"""``ers run``: parse flags, build ``RunOptions``, call ``edge.runner.run``, print the summary.
+"""``ers run`` and ``ers bench``: parse flags, build options, call the Python API, print the result.
 
-(``ers bench`` will live here too; ``edge/cli.py`` looks both up lazily.)
+``edge/cli.py`` looks both up lazily.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -118,3 +119,92 @@ def run(
         raise SystemExit(EXIT_INTERRUPTED)
     if report.stop_reason == "terminated":
         raise SystemExit(EXIT_TERMINATED)
+
+
+_BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
+
+
+@click.command("bench")
+@click.argument("source", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--model-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder written by `ers export`. Default: the model shipped with ers.",
+)
+@click.option("--variant", type=click.Choice(_BENCH_VARIANTS), help="Model variant. Default: the manifest's.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for the emotion model. Default: LiteRT's.")
+@click.option(
+    "--detector", type=click.Choice(["short", "full"]), default="short", show_default=True, help="Face detector model."
+)
+@click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
+@click.option(
+    "--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Frames to run before timing."
+)
+@click.option("--draw/--no-draw", default=False, show_default=True, help="Draw the annotated frame.")
+@click.option("--encode/--no-encode", default=False, show_default=True, help="Encode the annotated video (mp4).")
+@click.option("--events/--no-events", default=False, show_default=True, help="Write events.jsonl.")
+@click.option(
+    "--faces",
+    type=click.IntRange(1, 36),
+    help="Tile the clip's face N times into every frame, to see how the cost grows with faces.",
+)
+@click.option(
+    "--fer/--no-fer",
+    default=None,
+    help="Also time the `fer` package on the same clip. Default: when it is importable.",
+)
+@click.option(
+    "--fer-python",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Python interpreter that has `fer` installed (default: this one).",
+)
+@click.option("--fer-frames", type=click.IntRange(min=1), default=20, show_default=True, help="Frames fer is timed on.")
+@click.option("--json", "json_path", help="Also write the report as JSON to this file (- for stdout only).")
+def bench(
+    source: Path | None,
+    model_dir: Path | None,
+    variant: str | None,
+    threads: int | None,
+    detector: str,
+    frames: int,
+    warmup: int,
+    draw: bool,
+    encode: bool,
+    events: bool,
+    faces: int | None,
+    fer: bool | None,
+    fer_python: Path | None,
+    fer_frames: int,
+    json_path: str | None,
+) -> None:
+    """Time the runtime on SOURCE (a video; default: the sample clip single_face.mp4), stage by stage.
+
+    Runs the same pipeline as `ers run`, headless, after a warm-up; the clip
+    plays in a loop until --frames frames are timed.
+    """
+    from edge.bench import BenchOptions, benchmark
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    options = BenchOptions(
+        source=source,
+        model_dir=model_dir,
+        variant=variant,
+        num_threads=threads,
+        detector=detector,
+        frames=frames,
+        warmup_frames=warmup,
+        draw=draw,
+        encode=encode,
+        events=events,
+        faces=faces,
+        fer=fer,
+        fer_python=fer_python,
+        fer_frames=fer_frames,
+    )
+    report = benchmark(options)
+    if json_path == "-":
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(report.table())
+    if json_path:
+        click.echo(f"JSON report: {report.save(Path(json_path))}")

@@ -109,9 +109,17 @@ class VideoFileSink(_ClosingContext):
         _make_parent(self.path)
 
     def write(self, frame: Frame, result: FrameResult) -> None:
+        self.write_image(self.render(frame, result))
+
+    def render(self, frame: Frame, result: FrameResult) -> np.ndarray:
+        """The annotated BGR image ``write`` encodes (``ers bench`` times the two steps apart)."""
+        return annotate(frame.image_rgb, result, bars=self._bars, bgr=True)
+
+    def write_image(self, image_bgr: np.ndarray) -> None:
+        """Encode one BGR image as the next video frame."""
         if self._closed:
             raise SinkError(f"write() on closed video {self.path}")
-        image = annotate(frame.image_rgb, result, bars=self._bars, bgr=True)
+        image = image_bgr
         size = (image.shape[1], image.shape[0])
         if self._writer is None:
             self._writer = cv2.VideoWriter(str(self.path), self._fourcc, self.fps, size)

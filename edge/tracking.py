@@ -37,6 +37,17 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """``iou_matrix`` for one pair, in plain floats (a face or two per frame: no array overhead)."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    intersection = (width if width > 0.0 else 0.0) * (height if height > 0.0 else 0.0)
+    area_a = max(a[2] - a[0], 0.0) * max(a[3] - a[1], 0.0)
+    area_b = max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)
+    union = area_a + area_b - intersection
+    return intersection / union if union > 0.0 else 0.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrackingOptions:
     """Matching a face to its track: minimum IoU, and frames a track may go unseen."""
@@ -58,7 +69,7 @@ class FaceTracker:
         self.options = options or TrackingOptions()
         self._next_id = 1
         self._ids: list[int] = []
-        self._boxes = np.zeros((0, 4), np.float64)
+        self._boxes: list[tuple[float, float, float, float]] = []
         self._missed: list[int] = []
 
     @classmethod
@@ -72,28 +83,33 @@ class FaceTracker:
 
     def update(self, boxes_xyxy: Sequence[BoxXyxy]) -> list[int]:
         """Track ids for this frame's boxes, in the same order; new faces get new ids."""
-        count = len(boxes_xyxy)
+        boxes = [tuple(float(value) for value in box) for box in boxes_xyxy]
+        count = len(boxes)
         assigned = [0] * count
-        boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
         matched_tracks: set[int] = set()
         if count and self._ids:
-            overlap = iou_matrix(self._boxes, boxes)
-            # Greedy: take the best remaining (track, box) pair until none passes the threshold.
-            order = np.argsort(overlap, axis=None)[::-1]
             threshold = self.options.iou_threshold
-            for flat in order:
-                track, box = divmod(int(flat), count)
-                if overlap[track, box] < threshold:
-                    break
+            # Greedy: take the best remaining (track, box) pair until none passes the threshold
+            # (equal overlaps: the later pair first, as a stable sort of the flat IoU matrix reversed).
+            pairs = []
+            for track, track_box in enumerate(self._boxes):
+                for box, face_box in enumerate(boxes):
+                    overlap = _iou(track_box, face_box)
+                    if overlap >= threshold:
+                        pairs.append((overlap, track * count + box))
+            pairs.sort(reverse=True)
+            for _, flat in pairs:
+                track, box = divmod(flat, count)
                 if track in matched_tracks or assigned[box]:
                     continue
                 matched_tracks.add(track)
                 assigned[box] = self._ids[track]
         ids, kept_boxes, missed = [], [], []
+        max_missed = self.options.max_missed
         for track, track_id in enumerate(self._ids):
             if track in matched_tracks:
                 continue
-            if self._missed[track] + 1 <= self.options.max_missed:
+            if self._missed[track] + 1 <= max_missed:
                 ids.append(track_id)
                 kept_boxes.append(self._boxes[track])
                 missed.append(self._missed[track] + 1)
@@ -105,14 +121,13 @@ class FaceTracker:
             kept_boxes.append(boxes[box])
             missed.append(0)
         self._ids = ids
-        self._boxes = np.asarray(kept_boxes, np.float64).reshape(-1, 4)
+        self._boxes = kept_boxes
         self._missed = missed
         return assigned
 
     def reset(self) -> None:
         """Forget every track (a new, unrelated stream or image); ids keep counting up."""
-        self._ids, self._missed = [], []
-        self._boxes = np.zeros((0, 4), np.float64)
+        self._ids, self._missed, self._boxes = [], [], []
 
 
 class SmoothingMethod(str, Enum):

@@ -1,0 +1,447 @@
+"""``benchmark``: frames per second of the real runtime on a clip, stage by stage; what ``ers bench`` calls.
+
+It builds the pipeline ``ers run`` builds (``Pipeline.from_options``), feeds
+it the frames of a clip decoded by the real ``VideoFileSource`` (played in a
+loop to reach the frame count), and times every stage of every frame after a
+warm-up: the stages inside ``Pipeline.process`` through its ``timings`` hook,
+drawing and encoding through ``VideoFileSink.render`` / ``write_image``,
+events through ``JsonlSink.write``. Outputs go to a temporary folder that is
+removed afterwards.
+
+    report = benchmark(BenchOptions(model_dir="exports/m", variant="int8"))
+    print(report.table())
+    report.save("bench.json")        # machine, versions and settings included
+
+Wall-clock numbers depend on what else the machine runs; ``cpu_ms_per_frame``
+(CPU time of the whole process per frame) is steadier, and the machine's
+load average is recorded with every run. Compare runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.benchclips import LoopedClip, sample_clip, write_tiled_faces_clip
+from edge.detector import DetectorModelName, FaceDetectorOptions, _enum_value
+from edge.errors import ConfigError
+from edge.model_spec import ModelSpec
+from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
+from edge.types import SourceKind
+
+STAGES = ("decode", "detect", "preprocess", "classify", "track", "draw", "encode", "events")
+MAX_FACES = 36
+_FER_RUNNER = Path(__file__).resolve().parent / "_fer_runner.py"
+
+
+def _whole(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}; got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    """What to benchmark. The defaults measure the core runtime, headless.
+
+    ``source`` None is the sample clip (``benchclips.sample_clip``);
+    ``model_dir`` / ``variant`` / ``num_threads`` None mean what ``ers run``
+    uses. ``draw``, ``encode`` and ``events`` add the annotated video and
+    ``events.jsonl`` of ``ers run`` (written to a temporary folder).
+    ``faces`` N benchmarks a clip whose frames hold N copies of the source's
+    face. ``fer`` compares with the ``fer`` package on the same clip (None:
+    when ``fer_python``, default this Python, can import it).
+    """
+
+    source: Path | None = None
+    model_dir: Path | None = None
+    variant: str | None = None
+    num_threads: int | None = None
+    detector: DetectorModelName = DetectorModelName.SHORT
+    frames: int = 300
+    warmup_frames: int = 30
+    draw: bool = False
+    encode: bool = False
+    events: bool = False
+    faces: int | None = None
+    fer: bool | None = None
+    fer_python: Path | None = None
+    fer_frames: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("source", "model_dir", "fer_python"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        object.__setattr__(self, "detector", _enum_value(DetectorModelName, "detector", self.detector))
+        _whole("frames", self.frames, 1)
+        _whole("warmup_frames", self.warmup_frames, 0)
+        _whole("fer_frames", self.fer_frames, 1)
+        if self.num_threads is not None:
+            _whole("num_threads", self.num_threads, 1)
+        if self.faces is not None:
+            _whole("faces", self.faces, 1)
+            if self.faces > MAX_FACES:
+                raise ConfigError(f"faces must be at most {MAX_FACES}; got {self.faces}")
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """Milliseconds one stage took per frame (all zero when the stage is off)."""
+
+    name: str
+    enabled: bool
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @classmethod
+    def from_seconds(cls, name: str, seconds: np.ndarray, enabled: bool = True) -> StageStats:
+        ms = np.asarray(seconds, np.float64) * 1000.0
+        if not enabled or ms.size == 0:
+            return cls(name, enabled, 0.0, 0.0, 0.0, 0.0, 0.0)
+        p50, p95, p99 = np.percentile(ms, (50, 95, 99)).tolist()
+        return cls(name, True, float(ms.mean()), p50, p95, p99, float(ms.max()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: round(value, 4) if isinstance(value, float) else value for key, value in vars(self).items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchReport:
+    """One benchmark run: per-stage and per-frame times, throughput, and what it ran on."""
+
+    settings: dict[str, Any]
+    machine: dict[str, Any]
+    versions: dict[str, str]
+    stages: tuple[StageStats, ...]
+    latency: StageStats  # whole frame, decode to last stage
+    other: StageStats  # latency not in any stage: the loop, frame checks, result glue
+    frames: int
+    elapsed_s: float
+    faces_per_frame: float
+    face_counts: dict[int, int]  # faces in a frame -> frames
+    cpu: dict[str, Any]
+    fer: dict[str, Any] | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def fer_ratio(self) -> float | None:
+        """Our frames per second over fer's, on the same clip (None without fer)."""
+        if not self.fer or not self.fer.get("fps"):
+            return None
+        return self.fps / self.fer["fps"]
+
+    def stage(self, name: str) -> StageStats:
+        return next(stage for stage in self.stages if stage.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": dict(self.settings),
+            "machine": dict(self.machine),
+            "versions": dict(self.versions),
+            "frames": self.frames,
+            "elapsed_s": round(self.elapsed_s, 4),
+            "fps": round(self.fps, 2),
+            "latency_ms": self.latency.to_dict(),
+            "stages_ms": {stage.name: stage.to_dict() for stage in (*self.stages, self.other)},
+            "faces_per_frame": round(self.faces_per_frame, 4),
+            "face_counts": {str(count): frames for count, frames in sorted(self.face_counts.items())},
+            "cpu": dict(self.cpu),
+            "fer": dict(self.fer) if self.fer else None,
+            "fer_ratio": round(self.fer_ratio, 2) if self.fer_ratio is not None else None,
+            "notes": list(self.notes),
+        }
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def table(self) -> str:
+        """The readable report ``ers bench`` prints."""
+        s, m = self.settings, self.machine
+        threads = s["classifier_threads"] if s["classifier_threads"] is not None else "LiteRT default"
+        lines = [
+            f"ers bench: {Path(s['source']).name} ({s['frame_size']})"
+            + (f", {s['faces']} tiled faces" if s["faces"] else "")
+            + f", {self.frames} frames after {s['warmup_frames']} warm-up",
+            f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}, classifier threads {threads}",
+            f"  {'stage':<11}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  ms   share",
+        ]
+        total = self.latency.mean_ms or 1.0
+        for stage in (*self.stages, self.other):
+            if not stage.enabled:
+                lines.append(f"  {stage.name:<11}{'off':>8}")
+                continue
+            lines.append(
+                f"  {stage.name:<11}{stage.mean_ms:8.3f}{stage.p50_ms:8.3f}{stage.p95_ms:8.3f}"
+                f"{stage.p99_ms:8.3f}{stage.max_ms:8.3f}     {100.0 * stage.mean_ms / total:5.1f}%"
+            )
+        lat = self.latency
+        lines += [
+            f"  {'frame':<11}{lat.mean_ms:8.3f}{lat.p50_ms:8.3f}{lat.p95_ms:8.3f}{lat.p99_ms:8.3f}{lat.max_ms:8.3f}",
+            f"end to end: {self.fps:.1f} FPS ({self.frames} frames in {self.elapsed_s:.3f} s); "
+            f"{self.faces_per_frame:.2f} faces per frame",
+            f"CPU: {self.cpu['cpu_ms_per_frame']:.3f} ms of CPU per frame, {self.cpu['cores_busy']:.2f} of "
+            f"{m['usable_cores']} cores busy; {self.cpu['process_threads']} threads in the process "
+            f"(classifier {threads}, OpenCV {self.cpu['opencv_threads']})",
+            f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, load average {m['load_average'][0]:.2f} "
+            f"at start; python {self.versions['python']}, mediapipe {self.versions['mediapipe']}, "
+            f"ai-edge-litert {self.versions['ai-edge-litert']}, opencv {self.versions['opencv']}",
+        ]
+        if self.fer is not None:
+            lines.append(
+                f"fer {self.fer['version']} on the same clip: {self.fer['fps']:.1f} FPS "
+                f"({self.fer['faces_per_frame']:.2f} faces per frame, {self.fer['frames']} frames); "
+                f"ers is {self.fer_ratio:.1f}x faster"
+            )
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def machine_info() -> dict[str, Any]:
+    """The CPU, cores and load of this machine (recorded with every run)."""
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "Model") and value.strip():
+                cpu_model = value.strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu_model": cpu_model,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "load_average": [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of every package the runtime's speed depends on."""
+    import cv2
+
+    found = {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__}
+    for name in ("mediapipe", "ai-edge-litert", "ers"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _process_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+def benchmark(options: BenchOptions | None = None) -> BenchReport:
+    """Run the real pipeline on ``options.source`` and time it stage by stage."""
+    options = options or BenchOptions()
+    source = options.source if options.source is not None else sample_clip()
+    model_dir = resolve_model_dir(options.model_dir)
+    spec = ModelSpec.load(model_dir)
+    variant = spec.variant(options.variant)
+    variant_name = next(name for name, value in spec.variants.items() if value is variant)
+    detector_options = FaceDetectorOptions(model=options.detector).resolve(SourceKind.VIDEO)
+    machine = machine_info()  # load average before the run starts
+    with tempfile.TemporaryDirectory(prefix="ers-bench-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        clip_path = source
+        if options.faces is not None:
+            clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
+        pipeline_options = PipelineOptions(
+            model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads
+        )
+        clip = LoopedClip(clip_path, options.warmup_frames + options.frames)
+        with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
+            measured = _measure(pipeline, clip, options, scratch)
+        fer = _run_fer(options, clip_path)
+    import cv2
+
+    stage_seconds, latency, faces, elapsed, cpu_s = measured
+    enabled = {"draw": options.draw, "encode": options.encode, "events": options.events}
+    stages = tuple(
+        StageStats.from_seconds(name, stage_seconds[:, index], enabled.get(name, True))
+        for index, name in enumerate(STAGES)
+    )
+    other = latency - stage_seconds.sum(axis=1)
+    counts, frequency = np.unique(faces, return_counts=True)
+    notes = []
+    if clip.reopen_s:
+        notes.append(
+            f"the clip was played {len(clip.reopen_s) + 1} times; re-opening it "
+            f"({1000.0 * float(np.mean(clip.reopen_s)):.1f} ms each) is not counted"
+        )
+    if clip.skipped_frames:
+        notes.append(f"{clip.skipped_frames} undecodable frame(s) skipped")
+    return BenchReport(
+        settings={
+            "source": str(source),
+            "clip": str(clip_path) if options.faces is None else f"{source} tiled {options.faces}x",
+            "frame_size": f"{clip.frame_size[0]}x{clip.frame_size[1]}",
+            "source_fps": round(clip.fps, 3),
+            "faces": options.faces,
+            "model_dir": str(model_dir),
+            "variant": variant_name,
+            "variant_file": variant.file,
+            "quantization": variant.quantization,
+            "classifier_threads": options.num_threads,
+            "detector": detector_options.model.value,
+            "frames": options.frames,
+            "warmup_frames": options.warmup_frames,
+            "draw": options.draw,
+            "encode": options.encode,
+            "events": options.events,
+        },
+        machine=machine,
+        versions=versions(),
+        stages=stages,
+        latency=StageStats.from_seconds("frame", latency),
+        other=StageStats.from_seconds("other", other),
+        frames=options.frames,
+        elapsed_s=elapsed,
+        faces_per_frame=float(faces.mean()),
+        face_counts={int(count): int(number) for count, number in zip(counts, frequency)},
+        cpu={
+            "cpu_s": round(cpu_s, 4),
+            "cpu_ms_per_frame": round(1000.0 * cpu_s / options.frames, 4),
+            "cores_busy": round(cpu_s / elapsed, 3) if elapsed > 0 else 0.0,
+            "process_threads": _process_threads(),
+            "opencv_threads": cv2.getNumThreads(),
+        },
+        fer=fer,
+        notes=tuple(notes),
+    )
+
+
+def _tiled_clip(source: Path, faces: int, detector_options: FaceDetectorOptions, scratch: Path) -> Path:
+    from dataclasses import replace
+
+    from edge.detector import FaceDetector, RunningMode
+
+    with FaceDetector(replace(detector_options, running_mode=RunningMode.IMAGE)) as detector:
+        return write_tiled_faces_clip(source, faces, scratch / f"faces{faces}.mp4", detector)
+
+
+def _measure(
+    pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratch: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Run warm-up and timed frames; per-frame stage seconds, latency, faces, wall and CPU seconds."""
+    import cv2
+
+    from edge.sinks import JsonlSink, VideoFileSink
+
+    perf_counter = time.perf_counter
+    frames = options.frames
+    stage_seconds = np.zeros((frames, len(STAGES)))
+    latency = np.zeros(frames)
+    faces = np.zeros(frames, np.int64)
+    timings: dict[str, float] = {}
+    pipeline.timings = timings
+    video = VideoFileSink(scratch / "annotated.mp4", clip.fps) if options.draw or options.encode else None
+    events = JsonlSink(scratch / "events.jsonl") if options.events else None
+    draw, encode = options.draw, options.encode
+    iterator = iter(clip)
+    elapsed = cpu_s = 0.0
+    try:
+        for index in range(-options.warmup_frames, frames):
+            if index == 0:
+                wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), sum(clip.reopen_s)
+            reopens = len(clip.reopen_s)
+            start = perf_counter()
+            frame = next(iterator)
+            decoded = perf_counter()
+            result = pipeline.process(frame)
+            processed = drawn = perf_counter()
+            image = None
+            if draw:
+                image = video.render(frame, result)
+                drawn = perf_counter()
+            encoded = drawn
+            if encode:
+                video.write_image(image if image is not None else cv2.cvtColor(frame.image_rgb, cv2.COLOR_RGB2BGR))
+                encoded = perf_counter()
+            written = encoded
+            if events is not None:
+                events.write(frame, result)
+                written = perf_counter()
+            if index < 0:
+                continue
+            reopen = sum(clip.reopen_s[reopens:])  # the file opened again inside next(): not decoding
+            row = stage_seconds[index]
+            row[0] = decoded - start - reopen
+            row[1:5] = timings["detect"], timings["preprocess"], timings["classify"], timings["track"]
+            row[5:8] = drawn - processed, encoded - drawn, written - encoded
+            latency[index] = written - start - reopen
+            faces[index] = len(result.faces)
+        elapsed = perf_counter() - wall_start - (sum(clip.reopen_s) - reopen_start)
+        cpu_s = time.process_time() - cpu_start
+    finally:
+        pipeline.timings = None
+        if video is not None:
+            video.close()
+        if events is not None:
+            events.close()
+    return stage_seconds, latency, faces, elapsed, cpu_s
+
+
+def fer_available(python: Path | None = None) -> bool:
+    """Whether ``python`` (default: this one) can import the ``fer`` package."""
+    if python is None:
+        return importlib.util.find_spec("fer") is not None
+    check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('fer') is None)"
+    try:
+        return subprocess.run([str(python), "-c", check], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _run_fer(options: BenchOptions, clip: Path) -> dict[str, Any] | None:
+    """fer's numbers on ``clip``, in a separate process (fer imports TensorFlow); None when skipped."""
+    if options.fer is False:
+        return None
+    available = fer_available(options.fer_python)
+    if not available:
+        if options.fer:
+            raise ConfigError(
+                f"the fer package is not importable by {options.fer_python or sys.executable}; "
+                "install it there (pip install fer) or pass --fer-python PATH of a Python that has it"
+            )
+        return None
+    python = str(options.fer_python or sys.executable)
+    command = [python, str(_FER_RUNNER), str(clip), str(options.fer_frames), "3"]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        message = f"fer failed on {clip} (exit {done.returncode}): {done.stderr.strip()[-500:]}"
+        if options.fer:
+            raise ConfigError(message)
+        warnings.warn(message, stacklevel=2)
+        return None
+    return json.loads(lines[-1])
