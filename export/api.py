@@ -13,6 +13,12 @@ gate trips, the export is still written, report included, and
 ``ExportGateTripped`` (an ``ExportGateError``) is raised afterwards, naming
 each failing variant and by how much it missed; its ``result`` holds the
 ``ExportResult``.
+
+Decisions: the gate applies to every variant, float32 included (a float32
+file that disagrees with Keras means a conversion bug, not a quantization
+loss). ``default_variant`` is "int8" whenever int8 is exported, even if it
+failed the gate: the manifest describes the files, the gate's verdict is in
+``report.json`` and in the exit code, and a failed export is not to be deployed.
 """
 
 from __future__ import annotations

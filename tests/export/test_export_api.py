@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from export_testdata import CLASS_NAMES, build_tiny_model, make_images, write_class_folders
+from export_testdata import CLASS_NAMES, make_images, write_class_folders
 from sklearn.metrics import f1_score, top_k_accuracy_score
 
 import export.api
