@@ -40,6 +40,7 @@ from edge.detector import DetectorModelName, FaceDetectorOptions, _enum_value
 from edge.errors import ConfigError
 from edge.model_spec import ModelSpec
 from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
+from edge.sources import DECODE_AHEAD
 from edge.types import SourceKind
 
 STAGES = ("decode", "detect", "preprocess", "classify", "track", "draw", "encode", "events")
@@ -58,7 +59,8 @@ class BenchOptions:
 
     ``source`` None is the sample clip (``benchclips.sample_clip``);
     ``model_dir`` / ``variant`` / ``num_threads`` None mean what ``ers run``
-    uses. ``draw``, ``encode`` and ``events`` add the annotated video and
+    uses; ``decode_ahead`` is the video source's (0: decode in the pipeline's
+    thread). ``draw``, ``encode`` and ``events`` add the annotated video and
     ``events.jsonl`` of ``ers run`` (written to a temporary folder).
     ``faces`` N benchmarks a clip whose frames hold N copies of the source's
     face. ``fer`` compares with the ``fer`` package on the same clip (None:
@@ -70,6 +72,7 @@ class BenchOptions:
     variant: str | None = None
     num_threads: int | None = None
     detector: DetectorModelName = DetectorModelName.SHORT
+    decode_ahead: int = DECODE_AHEAD
     frames: int = 300
     warmup_frames: int = 30
     draw: bool = False
@@ -88,6 +91,7 @@ class BenchOptions:
         _whole("frames", self.frames, 1)
         _whole("warmup_frames", self.warmup_frames, 0)
         _whole("fer_frames", self.fer_frames, 1)
+        _whole("decode_ahead", self.decode_ahead, 0)
         if self.num_threads is not None:
             _whole("num_threads", self.num_threads, 1)
         if self.faces is not None:
@@ -183,7 +187,8 @@ class BenchReport:
             f"ers bench: {Path(s['source']).name} ({s['frame_size']})"
             + (f", {s['faces']} tiled faces" if s["faces"] else "")
             + f", {self.frames} frames after {s['warmup_frames']} warm-up",
-            f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}, classifier threads {threads}",
+            f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}, classifier threads {threads}, "
+            f"decode ahead {s['decode_ahead']} frames",
             f"  {'stage':<11}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  ms   share",
         ]
         total = self.latency.mean_ms or 1.0
@@ -278,7 +283,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         pipeline_options = PipelineOptions(
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads
         )
-        clip = LoopedClip(clip_path, options.warmup_frames + options.frames)
+        clip = LoopedClip(clip_path, options.warmup_frames + options.frames, decode_ahead=options.decode_ahead)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path)
@@ -313,6 +318,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "quantization": variant.quantization,
             "classifier_threads": options.num_threads,
             "detector": detector_options.model.value,
+            "decode_ahead": options.decode_ahead,
             "frames": options.frames,
             "warmup_frames": options.warmup_frames,
             "draw": options.draw,

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
-from edge.sources import VideoFileSource
+from edge.sources import DECODE_AHEAD, VideoFileSource
 from edge.types import Frame, SourceKind
 
 SAMPLE_CLIP = "single_face.mp4"
@@ -55,13 +55,14 @@ class LoopedClip:
 
     kind = SourceKind.VIDEO
 
-    def __init__(self, path: Path | str, frames: int) -> None:
+    def __init__(self, path: Path | str, frames: int, *, decode_ahead: int = DECODE_AHEAD) -> None:
         self.path = Path(path)
         self.frames = frames
+        self.decode_ahead = decode_ahead
         self.name = str(path)
         self.skipped_frames = 0
         self.reopen_s: list[float] = []  # seconds spent opening the file again, one per loop
-        with VideoFileSource(self.path) as probe:  # fails early, with the source's own message
+        with VideoFileSource(self.path, decode_ahead=0) as probe:  # fails early, with the source's own message
             self.fps = probe.fps
             self.frame_size = probe.frame_size
             self.frame_count = probe.frame_count
@@ -70,7 +71,7 @@ class LoopedClip:
         produced, offset_ms, interval_ms = 0, 0, max(round(1000.0 / self.fps), 1)
         while produced < self.frames:
             start = time.perf_counter()
-            source = VideoFileSource(self.path)
+            source = VideoFileSource(self.path, decode_ahead=self.decode_ahead)
             if produced:
                 self.reopen_s.append(time.perf_counter() - start)
             with source:
@@ -137,7 +138,7 @@ def write_tiled_faces_clip(clip: Path, faces: int, out_path: Path, detector: obj
     box = None
     writer = None
     written = 0
-    with VideoFileSource(clip) as source:
+    with VideoFileSource(clip, decode_ahead=0) as source:
         try:
             for frame in source:
                 found = detector.detect(frame)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from edge.detector import DetectorModelName, FaceDetectorOptions
 from edge.pipeline import PipelineOptions
 from edge.runner import RunOptions, handle_sigterm
 from edge.runner import run as run_source
+from edge.sources import DECODE_AHEAD
 from edge.tracking import SmoothingOptions
 
 _DETECTOR = FaceDetectorOptions()
@@ -136,6 +137,13 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
 @click.option(
     "--detector", type=click.Choice(["short", "full"]), default="short", show_default=True, help="Face detector model."
 )
+@click.option(
+    "--decode-ahead",
+    type=click.IntRange(min=0),
+    default=DECODE_AHEAD,
+    show_default=True,
+    help="Frames decoded ahead on a thread of their own (0: decode in the pipeline's thread).",
+)
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
 @click.option(
     "--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Frames to run before timing."
@@ -166,6 +174,7 @@ def bench(
     variant: str | None,
     threads: int | None,
     detector: str,
+    decode_ahead: int,
     frames: int,
     warmup: int,
     draw: bool,
@@ -191,6 +200,7 @@ def bench(
         variant=variant,
         num_threads=threads,
         detector=detector,
+        decode_ahead=decode_ahead,
         frames=frames,
         warmup_frames=warmup,
         draw=draw,

@@ -21,6 +21,7 @@ picks the right one.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -31,7 +32,7 @@ import cv2
 import numpy as np
 
 from edge._mediapipe import quiet_native_stderr
-from edge.errors import SourceError
+from edge.errors import ConfigError, SourceError
 from edge.types import Frame, SourceKind
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 FALLBACK_FPS = 30.0
+DECODE_AHEAD = 4  # frames a video file source decodes ahead of its consumer, on its own thread
+_END = object()
 IMAGE_INTERVAL_MS = 1000  # nominal spacing of image timestamps (one image per second)
 
 
@@ -88,16 +91,25 @@ class VideoFileSource(_ClosingContext):
 
     ``max_consecutive_failures`` bounds how many undecodable frames in a row
     are skipped before the file is treated as ended (used when the container
-    does not state its frame count).
+    does not state its frame count). ``decode_ahead`` > 0 decodes up to that
+    many frames ahead on a thread of its own while the consumer works on the
+    current one (no frame is ever dropped); 0 decodes in the consumer's thread.
     """
 
     kind = SourceKind.VIDEO
 
-    def __init__(self, path: Path | str, *, max_consecutive_failures: int = 25) -> None:
+    def __init__(
+        self, path: Path | str, *, max_consecutive_failures: int = 25, decode_ahead: int = DECODE_AHEAD
+    ) -> None:
+        if isinstance(decode_ahead, bool) or not isinstance(decode_ahead, int) or decode_ahead < 0:
+            raise ConfigError(f"decode_ahead must be a whole number of frames >= 0; got {decode_ahead!r}")
         self.path = Path(path)
         self.name = str(path)
         self.skipped_frames = 0
+        self.decode_ahead = decode_ahead
         self._max_failures = max_consecutive_failures
+        self._stop = threading.Event()
+        self._decoder: threading.Thread | None = None
         if not self.path.exists():
             raise SourceError(f"video file {self.path} does not exist")
         if not self.path.is_file():
@@ -124,9 +136,14 @@ class VideoFileSource(_ClosingContext):
         self.frame_size = (int(first.shape[1]), int(first.shape[0]))
 
     def __iter__(self) -> Iterator[Frame]:
+        if self.decode_ahead == 0:
+            return self._decode()
+        return self._decoded_ahead()
+
+    def _decode(self) -> Iterator[Frame]:
         position = 0  # index of the next frame in the file, decodable or not
         failures = 0
-        while self._capture is not None:
+        while self._capture is not None and not self._stop.is_set():
             if self._first is not None:
                 ok, image = True, self._first
                 self._first = None
@@ -145,7 +162,52 @@ class VideoFileSource(_ClosingContext):
                     return
             position += 1
 
+    def _decoded_ahead(self) -> Iterator[Frame]:
+        """Frames from a decoder thread through a queue of ``decode_ahead`` frames."""
+        frames: queue.Queue = queue.Queue(maxsize=self.decode_ahead)
+        stop = self._stop
+
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    frames.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def decode() -> None:
+            try:
+                for frame in self._decode():
+                    if not put(frame):
+                        return
+                put(_END)
+            except BaseException as error:  # handed to the consumer, raised there
+                put(error)
+
+        decoder = threading.Thread(target=decode, name=f"decode-{self.path.name}", daemon=True)
+        self._decoder = decoder
+        decoder.start()
+        try:
+            while True:
+                item = frames.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            if decoder is not threading.current_thread():
+                decoder.join()
+
     def close(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+        decoder = getattr(self, "_decoder", None)
+        if decoder is not None and decoder is not threading.current_thread():
+            decoder.join()  # it stops within one frame; release only after its last read
         capture, self._capture = getattr(self, "_capture", None), None
         if capture is not None:
             capture.release()

@@ -87,3 +87,37 @@ def test_non_contiguous_frames_are_accepted():
     image = np.zeros((64, 128, 3), np.uint8)[:, ::2]
     with FaceDetector(FaceDetectorOptions(running_mode="image")) as detector:
         assert detector.detect(Frame(image, 0, 0)) == []
+
+
+def test_direct_c_calls_and_the_public_api_agree_on_real_faces(media):
+    """The detector calls mediapipe's C functions itself; the public task API gives the same boxes."""
+    import cv2
+
+    from edge.detector import _DirectCalls
+
+    images = [cv2.cvtColor(cv2.imread(str(media / name)), cv2.COLOR_BGR2RGB) for name in ("multi_face.jpg", "single_face.jpg")]
+    capture = cv2.VideoCapture(str(media / "single_face.mp4"))
+    for _ in range(3):
+        images.append(cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB))
+    capture.release()
+    for model in ("short", "full"):
+        options = FaceDetectorOptions(model=model, running_mode="image")
+        with FaceDetector(options) as direct, FaceDetector(options) as public:
+            assert isinstance(direct._direct, _DirectCalls)
+            public._direct = None  # the fallback: mediapipe's own Python API
+            for index, image in enumerate(images):
+                frame = Frame(image, index, index)
+                assert direct.detect(frame) == public.detect(frame)
+    with FaceDetector(FaceDetectorOptions(model="full", running_mode="image")) as detector:
+        assert len(detector.detect(Frame(images[0], 0, 0))) == 5
+
+
+def test_without_the_direct_entry_points_the_public_api_is_used(monkeypatch):
+    from edge.detector import _DirectCalls
+
+    monkeypatch.setattr(_DirectCalls, "__init__", lambda self, *args: (_ for _ in ()).throw(AttributeError("moved")))
+    with FaceDetector(FaceDetectorOptions(running_mode="video")) as detector:
+        assert detector._direct is None
+        assert detector.detect(Frame(np.zeros((64, 64, 3), np.uint8), 0, 0)) == []
+        with pytest.raises(ValueError, match="timestamps must increase"):
+            detector.detect(Frame(np.zeros((64, 64, 3), np.uint8), 1, 0))

@@ -121,3 +121,28 @@ def test_real_pipeline_on_synthetic_frames(tiny_model_dir):
     assert len(result.faces) == 2
     assert sum(result.faces[0].raw_probs) == pytest.approx(1.0, abs=1e-4)
     pipeline.close()  # idempotent
+
+
+def test_timings_record_every_stage_only_when_asked():
+    pipeline = Pipeline(FakeDetector({1: [(10, 10, 50, 50)]}), FakeClassifier(), crop=CropSpec())
+    assert pipeline.timings is None
+    pipeline.process(_frame(0))  # nothing recorded, nothing fails
+    pipeline.timings = timings = {}
+    pipeline.process(_frame(1))
+    assert set(timings) == set(Pipeline.STAGES) and all(value >= 0.0 for value in timings.values())
+    pipeline.process(_frame(2, np.full((100, 160, 3), 80, np.uint8)))  # no face in frame 2
+    assert timings["preprocess"] == timings["classify"] == 0.0 and timings["detect"] >= 0.0
+
+
+def test_timings_split_a_real_classifier_into_preprocessing_and_the_model(tiny_model_dir):
+    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, num_threads=1)) as pipeline:
+        pipeline.detector = FakeDetector([(10, 10, 60, 60), (70, 20, 120, 70)])
+        untimed = pipeline.process(_frame(0))
+        pipeline.reset()
+        pipeline.timings = timings = {}
+        timed = pipeline.process(_frame(0))
+    # measuring changes nothing (but the track ids, which keep counting after reset)
+    assert [(f.box_xyxy, f.raw_probs, f.label) for f in timed.faces] == [
+        (f.box_xyxy, f.raw_probs, f.label) for f in untimed.faces
+    ]
+    assert timings["preprocess"] > 0.0 and timings["classify"] > 0.0

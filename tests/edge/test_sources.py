@@ -140,3 +140,34 @@ def test_bad_sources_raise_clear_source_errors(tmp_path, make, message):
 def _write(path: Path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
+
+
+@pytest.mark.parametrize("decode_ahead", [1, 3])
+def test_decoding_ahead_gives_the_same_frames_in_order(tmp_path, decode_ahead):
+    video = write_video(tmp_path / "clip.mp4", synthetic_frames(6), fps=10.0)
+    with VideoFileSource(video, decode_ahead=0) as source:
+        inline = list(source)
+    with VideoFileSource(video, decode_ahead=decode_ahead) as source:
+        ahead = list(source)
+        assert source._decoder is not None and not source._decoder.is_alive()
+    assert [(f.index, f.timestamp_ms) for f in ahead] == [(f.index, f.timestamp_ms) for f in inline]
+    for a, b in zip(ahead, inline):
+        np.testing.assert_array_equal(a.image_rgb, b.image_rgb)
+
+
+def test_closing_a_source_that_decodes_ahead_stops_its_thread(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", synthetic_frames(5) * 4, fps=10.0)
+    source = VideoFileSource(video, decode_ahead=2)
+    frames = iter(source)
+    assert next(frames).index == 0
+    time.sleep(0.05)  # the decoder fills its queue and waits
+    source.close()
+    assert not source._decoder.is_alive()
+    source.close()
+
+
+def test_decode_ahead_is_validated(five_frame_video):
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decode_ahead"):
+        VideoFileSource(five_frame_video, decode_ahead=-1)

@@ -1,0 +1,231 @@
+"""``ers bench``: options, a complete report on a short clip, N tiled faces, the fer side-by-side, the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import edge.bench as bench_module
+from edge.bench import STAGES, BenchOptions, BenchReport, benchmark, machine_info, versions
+from edge.benchclips import LoopedClip, grid_shape, sample_clip, tile_faces
+from edge.cli import cli
+from edge.errors import ConfigError, SourceError
+from edge_testing import synthetic_frames, write_video
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"frames": 0}, "frames"),
+        ({"warmup_frames": -1}, "warmup_frames"),
+        ({"num_threads": 0}, "num_threads"),
+        ({"faces": 0}, "faces"),
+        ({"faces": 100}, "faces"),
+        ({"detector": "tiny"}, "detector"),
+        ({"decode_ahead": -1}, "decode_ahead"),
+        ({"fer_frames": 0}, "fer_frames"),
+        ({"frames": True}, "frames"),
+    ],
+)
+def test_options_are_validated(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        BenchOptions(**kwargs)
+
+
+def test_options_defaults_measure_the_headless_core():
+    options = BenchOptions(model_dir="m", source="clip.mp4")
+    assert options.model_dir == Path("m") and options.source == Path("clip.mp4")
+    assert (options.draw, options.encode, options.events) == (False, False, False)
+    assert options.detector.value == "short" and options.faces is None
+
+
+def _check_report(report: BenchReport, frames: int, all_stages: bool) -> None:
+    assert report.frames == frames
+    assert [stage.name for stage in report.stages] == list(STAGES)
+    for stage in report.stages:
+        values = (stage.mean_ms, stage.p50_ms, stage.p95_ms, stage.p99_ms, stage.max_ms)
+        assert all(np.isfinite(values)) and min(values) >= 0.0
+        assert stage.p50_ms <= stage.p95_ms <= stage.p99_ms <= stage.max_ms
+        if all_stages or stage.name not in ("preprocess", "classify"):
+            assert stage.enabled and stage.mean_ms > 0.0, stage
+    # FPS agrees with the wall time, and the frames' latencies add up to (nearly) all of it
+    assert report.fps == pytest.approx(frames / report.elapsed_s)
+    assert 0.5 < report.latency.mean_ms * frames / 1000.0 / report.elapsed_s <= 1.0 + 1e-6
+    assert report.latency.mean_ms >= sum(stage.mean_ms for stage in report.stages) - 1e-6
+    assert report.cpu["cpu_ms_per_frame"] > 0 and report.cpu["process_threads"] >= 1
+
+
+def test_benchmark_gives_a_complete_report_on_a_short_clip(tmp_path, tiny_model_dir):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(4, 96, 64), fps=10.0)
+    options = BenchOptions(
+        source=clip, model_dir=tiny_model_dir, frames=6, warmup_frames=2, draw=True, encode=True, events=True, fer=False
+    )
+    report = benchmark(options)
+    _check_report(report, 6, all_stages=False)  # no face in synthetic frames: nothing to classify
+    assert report.faces_per_frame == 0.0 and report.face_counts == {0: 6}
+    assert any("played 2 times" in note for note in report.notes)  # 8 frames from a 4-frame clip
+    data = json.loads(json.dumps(report.to_dict()))
+    assert set(data["stages_ms"]) == {*STAGES, "other"}
+    assert data["fps"] > 0 and data["frames"] == 6 and data["fer"] is None
+    for key in ("cpu_model", "logical_cores", "usable_cores", "load_average", "platform"):
+        assert key in data["machine"]
+    assert set(data["versions"]) == {"python", "numpy", "opencv", "mediapipe", "ai-edge-litert", "ers"}
+    settings = data["settings"]
+    assert settings["source"] == str(clip) and settings["frame_size"] == "96x64"
+    assert settings["variant"] == "float32" and settings["detector"] == "short"
+    assert (settings["draw"], settings["encode"], settings["events"]) == (True, True, True)
+    assert (settings["frames"], settings["warmup_frames"], settings["faces"]) == (6, 2, None)
+    table = report.table()
+    for word in (*STAGES, "FPS", "frame", "CPU", "machine"):
+        assert word in table
+    saved = json.loads(report.save(tmp_path / "bench.json").read_text())
+    assert saved["settings"] == settings
+
+
+def test_switched_off_stages_are_reported_as_off(tmp_path, tiny_model_dir):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
+    report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=2, warmup_frames=0, fer=False))
+    for name in ("draw", "encode", "events"):
+        assert not report.stage(name).enabled and report.stage(name).mean_ms == 0.0
+    assert "off" in report.table()
+
+
+@pytest.mark.slow
+def test_real_clip_times_every_stage(media, tiny_model_dir):
+    report = benchmark(
+        BenchOptions(
+            source=media / "single_face.mp4",
+            model_dir=tiny_model_dir,
+            frames=5,
+            warmup_frames=2,
+            draw=True,
+            encode=True,
+            events=True,
+            fer=False,
+        )
+    )
+    _check_report(report, 5, all_stages=True)
+    assert report.faces_per_frame == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("faces", [1, 3, 5])
+def test_tiled_faces_mode_shows_the_detector_n_faces(media, tiny_model_dir, faces):
+    report = benchmark(
+        BenchOptions(
+            source=media / "single_face.mp4", model_dir=tiny_model_dir, frames=6, warmup_frames=1, faces=faces, fer=False
+        )
+    )
+    assert report.face_counts.get(faces, 0) >= 5, report.face_counts  # (nearly) every frame
+    assert report.settings["faces"] == faces and f"{faces} tiled faces" in report.table()
+
+
+@pytest.mark.parametrize(
+    ("faces", "expected"), [(1, (1, 1)), (2, (2, 1)), (4, (3, 2)), (5, (3, 2)), (9, (4, 3)), (36, (8, 5))]
+)
+def test_grid_shape_fits_every_face(faces, expected):
+    columns, rows = grid_shape(faces, 640, 360)
+    assert (columns, rows) == expected and columns * rows >= faces
+
+
+def test_tile_faces_keeps_the_frame_size_and_copies_the_face():
+    image = np.zeros((90, 160, 3), np.uint8)
+    image[30:60, 60:90] = 200  # the "face"
+    tiled = tile_faces(image, (60, 30, 90, 60), 4)
+    assert tiled.shape == image.shape and tiled.dtype == np.uint8
+    assert (tiled == 200).sum() >= 4 * 100  # four bright copies
+
+
+def test_looped_clip_keeps_timestamps_increasing_across_loops(five_frame_video):
+    clip = LoopedClip(five_frame_video, 12, decode_ahead=2)
+    frames = list(clip)
+    assert [frame.index for frame in frames] == list(range(12))
+    timestamps = [frame.timestamp_ms for frame in frames]
+    assert timestamps == sorted(set(timestamps))
+    assert len(clip.reopen_s) == 2 and clip.fps == pytest.approx(10.0)
+    np.testing.assert_array_equal(frames[5].image_rgb, frames[0].image_rgb)
+
+
+def test_sample_clip_lookup(tmp_path):
+    root = tmp_path / "repo"
+    with pytest.raises(SourceError, match="fetch_sample_media"):
+        sample_clip(root=root)
+    cache = root / ".cache" / "media"
+    cache.mkdir(parents=True)
+    (cache / "single_face.mp4").write_bytes(b"x")
+    assert sample_clip(root=root) == cache / "single_face.mp4"
+    shared = tmp_path / "shared" / "media" / "pyfeat"
+    shared.mkdir(parents=True)
+    (shared / "single_face.mp4").write_bytes(b"x")
+    assert sample_clip(root=root) == shared / "single_face.mp4"  # the shared copy first
+
+
+def test_machine_and_versions():
+    machine = machine_info()
+    assert machine["usable_cores"] >= 1 and machine["cpu_model"]
+    assert versions()["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_fer_side_by_side_runs_in_its_own_process(tmp_path, tiny_model_dir, monkeypatch):
+    runner = tmp_path / "fake_fer.py"
+    runner.write_text(
+        "import json, sys\n"
+        "print(json.dumps({'version': 'fake', 'frames': int(sys.argv[2]), 'elapsed_s': 1.0, 'fps': 2.0,"
+        " 'latency_ms_mean': 500.0, 'latency_ms_p50': 500.0, 'faces_per_frame': 0.0, 'clip': sys.argv[1]}))\n"
+    )
+    monkeypatch.setattr(bench_module, "_FER_RUNNER", runner)
+    monkeypatch.setattr(bench_module, "fer_available", lambda python=None: True)
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
+    report = benchmark(
+        BenchOptions(source=clip, model_dir=tiny_model_dir, frames=2, warmup_frames=0, fer=True, fer_frames=4)
+    )
+    assert report.fer["version"] == "fake" and report.fer["frames"] == 4 and report.fer["clip"] == str(clip)
+    assert report.fer_ratio == pytest.approx(report.fps / 2.0)
+    assert "fer fake" in report.table() and report.to_dict()["fer_ratio"] > 0
+
+
+def test_fer_asked_for_but_missing_is_a_clear_error(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(bench_module, "fer_available", lambda python=None: False)
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
+    with pytest.raises(ConfigError, match="fer package is not importable"):
+        benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=1, warmup_frames=0, fer=True))
+    # by default it is simply skipped
+    report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=1, warmup_frames=0))
+    assert report.fer is None and report.fer_ratio is None
+
+
+def test_bench_help_lists_the_options():
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0
+    for flag in (
+        "--model-dir", "--variant", "--threads", "--detector", "--frames", "--warmup", "--no-draw",
+        "--no-encode", "--no-events", "--faces", "--fer", "--json", "--decode-ahead",
+    ):  # fmt: skip
+        assert flag in result.output
+
+
+def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
+    args = ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--frames", "3", "--warmup", "1", "--no-fer"]
+    result = CliRunner().invoke(cli, [*args, "--threads", "1", "--events", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    assert "FPS" in result.output and "decode" in result.output and "b.json" in result.output
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["settings"]["classifier_threads"] == 1 and data["settings"]["events"] is True
+    to_stdout = CliRunner().invoke(cli, [*args, "--json", "-"])
+    assert to_stdout.exit_code == 0, to_stdout.output
+    assert json.loads(to_stdout.output)["frames"] == 3
+
+
+def test_bench_cli_errors_are_one_line(tmp_path, tiny_model_dir):
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path / "none.mp4"), "--model-dir", str(tiny_model_dir)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video")
+    result = CliRunner().invoke(cli, ["bench", str(not_video), "--model-dir", str(tiny_model_dir), "--no-fer"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "not a video" in result.output
