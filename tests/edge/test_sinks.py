@@ -194,3 +194,26 @@ def test_display_available_on_linux(monkeypatch, env, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert display_available() is expected
+
+
+def test_jsonl_lines_are_exactly_json_dumps_of_to_dict(tmp_path):
+    import json
+
+    from edge.sinks import JsonlSink
+    from edge.types import FaceResult, Frame, FrameResult
+
+    labels = ("anger", 'say "hi"', "été")
+    faces = (
+        FaceResult(1, (0, 1, 20, 30), 0.912345678, (0.1, 1e-09, 0.899999), (0.2, 0.3, 0.5), "anger", 0.5),
+        FaceResult(2, (5, 6, 7, 8), 1.0, (float("nan"), 0.0, 1.0), (1 / 3, 1 / 3, 1 / 3), "été", 1 / 3),
+    )
+    sink = JsonlSink(tmp_path / "e.jsonl")
+    for frame, result in (
+        (Frame(np.zeros((2, 2, 3), np.uint8), 3, 99), FrameResult(3, 99, faces, labels)),
+        (Frame(np.zeros((2, 2, 3), np.uint8), 4, 100, name='a "b".png'), FrameResult(4, 100, (), labels)),
+    ):
+        expected = result.to_dict(5)
+        if frame.name:
+            expected["image"] = frame.name
+        assert sink.line(frame, result) == json.dumps(expected, separators=(",", ":")) + "\n"
+    sink.close()
