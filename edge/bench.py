@@ -63,8 +63,10 @@ class BenchOptions:
     thread). ``draw``, ``encode`` and ``events`` add the annotated video and
     ``events.jsonl`` of ``ers run`` (written to a temporary folder).
     ``faces`` N benchmarks a clip whose frames hold N copies of the source's
-    face. ``fer`` compares with the ``fer`` package on the same clip (None:
-    when ``fer_python``, default this Python, can import it).
+    face. ``baseline`` also times decode + detect alone (the same source and
+    detector objects, no classifier, tracking or outputs), on every other
+    frame, to show what the rest of the pipeline adds. ``fer`` compares with the ``fer`` package on the same clip
+    (None: when ``fer_python``, default this Python, can import it).
     """
 
     source: Path | None = None
@@ -79,6 +81,7 @@ class BenchOptions:
     encode: bool = False
     events: bool = False
     faces: int | None = None
+    baseline: bool = False
     fer: bool | None = None
     fer_python: Path | None = None
     fer_frames: int = 20
@@ -139,12 +142,20 @@ class BenchReport:
     faces_per_frame: float
     face_counts: dict[int, int]  # faces in a frame -> frames
     cpu: dict[str, Any]
+    baseline: dict[str, Any] | None = None  # decode + detect alone
     fer: dict[str, Any] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def fps(self) -> float:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def added_percent(self) -> float | None:
+        """How much longer a frame takes than decode + detect alone, in percent (None without baseline)."""
+        if not self.baseline or self.fps <= 0:
+            return None
+        return 100.0 * (self.baseline["fps"] / self.fps - 1.0)
 
     @property
     def fer_ratio(self) -> float | None:
@@ -169,6 +180,8 @@ class BenchReport:
             "faces_per_frame": round(self.faces_per_frame, 4),
             "face_counts": {str(count): frames for count, frames in sorted(self.face_counts.items())},
             "cpu": dict(self.cpu),
+            "baseline": dict(self.baseline) if self.baseline else None,
+            "added_percent": round(self.added_percent, 2) if self.added_percent is not None else None,
             "fer": dict(self.fer) if self.fer else None,
             "fer_ratio": round(self.fer_ratio, 2) if self.fer_ratio is not None else None,
             "notes": list(self.notes),
@@ -212,6 +225,11 @@ class BenchReport:
             f"at start; python {self.versions['python']}, mediapipe {self.versions['mediapipe']}, "
             f"ai-edge-litert {self.versions['ai-edge-litert']}, opencv {self.versions['opencv']}",
         ]
+        if self.baseline is not None:
+            lines.append(
+                f"decode + detect alone: {self.baseline['fps']:.1f} FPS (decode {self.baseline['decode_ms']:.3f} ms, "
+                f"detect {self.baseline['detect_ms']:.3f} ms); the rest of the pipeline adds {self.added_percent:.1f}%"
+            )
         if self.fer is not None:
             lines.append(
                 f"fer {self.fer['version']} on the same clip: {self.fer['fps']:.1f} FPS "
@@ -284,12 +302,14 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads
         )
         clip = LoopedClip(clip_path, options.warmup_frames + options.frames, decode_ahead=options.decode_ahead)
+        if options.baseline:  # every other frame goes to the baseline
+            clip = LoopedClip(clip_path, 2 * (options.warmup_frames + options.frames), decode_ahead=options.decode_ahead)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path)
     import cv2
 
-    stage_seconds, latency, faces, elapsed, cpu_s = measured
+    stage_seconds, latency, faces, elapsed, cpu_s, baseline_seconds = measured
     enabled = {"draw": options.draw, "encode": options.encode, "events": options.events}
     stages = tuple(
         StageStats.from_seconds(name, stage_seconds[:, index], enabled.get(name, True))
@@ -303,6 +323,8 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             f"the clip was played {len(clip.reopen_s) + 1} times; re-opening it "
             f"({1000.0 * float(np.mean(clip.reopen_s)):.1f} ms each) is not counted"
         )
+    if options.baseline:
+        notes.append("frames alternate between the pipeline and the decode + detect baseline")
     if clip.skipped_frames:
         notes.append(f"{clip.skipped_frames} undecodable frame(s) skipped")
     return BenchReport(
@@ -312,6 +334,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "frame_size": f"{clip.frame_size[0]}x{clip.frame_size[1]}",
             "source_fps": round(clip.fps, 3),
             "faces": options.faces,
+            "baseline": options.baseline,
             "model_dir": str(model_dir),
             "variant": variant_name,
             "variant_file": variant.file,
@@ -334,6 +357,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         elapsed_s=elapsed,
         faces_per_frame=float(faces.mean()),
         face_counts={int(count): int(number) for count, number in zip(counts, frequency)},
+        baseline=_baseline_summary(baseline_seconds) if options.baseline else None,
         cpu={
             "cpu_s": round(cpu_s, 4),
             "cpu_ms_per_frame": round(1000.0 * cpu_s / options.frames, 4),
@@ -357,8 +381,14 @@ def _tiled_clip(source: Path, faces: int, detector_options: FaceDetectorOptions,
 
 def _measure(
     pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratch: Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """Run warm-up and timed frames; per-frame stage seconds, latency, faces, wall and CPU seconds."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray]:
+    """Run warm-up and timed frames: per-frame stage seconds, latency and faces, wall and CPU
+    seconds, and (``options.baseline``) decode and detect seconds of the baseline frames.
+
+    With a baseline, frames alternate: one through the whole pipeline, the next
+    decoded and detected only, so both see the same load on a busy machine;
+    the pipeline's wall time is then the sum of its frames' latencies.
+    """
     import cv2
 
     from edge.sinks import JsonlSink, VideoFileSink
@@ -368,11 +398,13 @@ def _measure(
     stage_seconds = np.zeros((frames, len(STAGES)))
     latency = np.zeros(frames)
     faces = np.zeros(frames, np.int64)
+    baseline_seconds = np.zeros((frames if options.baseline else 0, 2))
     timings: dict[str, float] = {}
     pipeline.timings = timings
     video = VideoFileSink(scratch / "annotated.mp4", clip.fps) if options.draw or options.encode else None
     events = JsonlSink(scratch / "events.jsonl") if options.events else None
     draw, encode = options.draw, options.encode
+    detect = pipeline.detector.detect
     iterator = iter(clip)
     elapsed = cpu_s = 0.0
     try:
@@ -397,24 +429,44 @@ def _measure(
             if events is not None:
                 events.write(frame, result)
                 written = perf_counter()
-            if index < 0:
-                continue
-            reopen = sum(clip.reopen_s[reopens:])  # the file opened again inside next(): not decoding
-            row = stage_seconds[index]
-            row[0] = decoded - start - reopen
-            row[1:5] = timings["detect"], timings["preprocess"], timings["classify"], timings["track"]
-            row[5:8] = drawn - processed, encoded - drawn, written - encoded
-            latency[index] = written - start - reopen
-            faces[index] = len(result.faces)
+            if index >= 0:
+                reopen = sum(clip.reopen_s[reopens:])  # the file opened again inside next(): not decoding
+                row = stage_seconds[index]
+                row[0] = decoded - start - reopen
+                row[1:5] = timings["detect"], timings["preprocess"], timings["classify"], timings["track"]
+                row[5:8] = drawn - processed, encoded - drawn, written - encoded
+                latency[index] = written - start - reopen
+                faces[index] = len(result.faces)
+            if options.baseline:
+                reopens = len(clip.reopen_s)
+                start = perf_counter()
+                frame = next(iterator)
+                decoded = perf_counter()
+                detect(frame)
+                if index >= 0:
+                    baseline_seconds[index] = decoded - start - sum(clip.reopen_s[reopens:]), perf_counter() - decoded
         elapsed = perf_counter() - wall_start - (sum(clip.reopen_s) - reopen_start)
         cpu_s = time.process_time() - cpu_start
+        if options.baseline:
+            elapsed = float(latency.sum())
+            cpu_s *= elapsed / (elapsed + float(baseline_seconds.sum()))  # the pipeline's share, by time
     finally:
         pipeline.timings = None
         if video is not None:
             video.close()
         if events is not None:
             events.close()
-    return stage_seconds, latency, faces, elapsed, cpu_s
+    return stage_seconds, latency, faces, elapsed, cpu_s, baseline_seconds
+
+
+def _baseline_summary(seconds: np.ndarray) -> dict[str, Any]:
+    total = float(seconds.sum())
+    return {
+        "fps": round(len(seconds) / total, 2) if total > 0 else 0.0,
+        "decode_ms": round(1000.0 * float(seconds[:, 0].mean()), 4),
+        "detect_ms": round(1000.0 * float(seconds[:, 1].mean()), 4),
+        "frame_ms_p95": round(1000.0 * float(np.percentile(seconds.sum(axis=1), 95)), 4),
+    }
 
 
 def fer_available(python: Path | None = None) -> bool:

@@ -157,6 +157,12 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     help="Tile the clip's face N times into every frame, to see how the cost grows with faces.",
 )
 @click.option(
+    "--baseline/--no-baseline",
+    default=False,
+    show_default=True,
+    help="Also time decode + detect alone (on alternate frames), to show what the rest of the pipeline adds.",
+)
+@click.option(
     "--fer/--no-fer",
     default=None,
     help="Also time the `fer` package on the same clip. Default: when it is importable.",
@@ -181,6 +187,7 @@ def bench(
     encode: bool,
     events: bool,
     faces: int | None,
+    baseline: bool,
     fer: bool | None,
     fer_python: Path | None,
     fer_frames: int,
@@ -207,6 +214,7 @@ def bench(
         encode=encode,
         events=events,
         faces=faces,
+        baseline=baseline,
         fer=fer,
         fer_python=fer_python,
         fer_frames=fer_frames,

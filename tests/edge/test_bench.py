@@ -87,6 +87,18 @@ def test_benchmark_gives_a_complete_report_on_a_short_clip(tmp_path, tiny_model_
     assert saved["settings"] == settings
 
 
+def test_baseline_times_decode_and_detect_on_alternate_frames(tmp_path, tiny_model_dir):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(5), fps=10.0)
+    report = benchmark(
+        BenchOptions(source=clip, model_dir=tiny_model_dir, frames=4, warmup_frames=1, baseline=True, fer=False)
+    )
+    assert report.baseline["fps"] > 0 and report.baseline["detect_ms"] > 0 and report.baseline["decode_ms"] >= 0
+    assert report.added_percent == pytest.approx(100.0 * (report.baseline["fps"] / report.fps - 1.0))
+    assert report.fps == pytest.approx(4 / report.elapsed_s)
+    assert "decode + detect alone" in report.table() and report.to_dict()["added_percent"] is not None
+    assert any("played 2 times" in note for note in report.notes)  # 10 frames from a 5-frame clip
+
+
 def test_switched_off_stages_are_reported_as_off(tmp_path, tiny_model_dir):
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
     report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=2, warmup_frames=0, fer=False))
@@ -204,7 +216,7 @@ def test_bench_help_lists_the_options():
     assert result.exit_code == 0
     for flag in (
         "--model-dir", "--variant", "--threads", "--detector", "--frames", "--warmup", "--no-draw",
-        "--no-encode", "--no-events", "--faces", "--fer", "--json", "--decode-ahead",
+        "--no-encode", "--no-events", "--faces", "--fer", "--json", "--decode-ahead", "--baseline",
     ):  # fmt: skip
         assert flag in result.output
 
