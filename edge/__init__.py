@@ -52,6 +52,10 @@ _API = {
     "RunReport": "edge.runner",
     "run": "edge.runner",
     "ModelSpec": "edge.model_spec",
+    # benchmark
+    "BenchOptions": "edge.bench",
+    "BenchReport": "edge.benchreport",
+    "benchmark": "edge.bench",
 }
 
 __all__ = sorted(_API)

@@ -217,7 +217,9 @@ class _DirectCalls:
             result = self._result_type()
             error = ctypes.c_char_p()
             if self._video:
-                status = self._detect(self._handle, image, None, timestamp_ms, ctypes.byref(result), ctypes.byref(error))
+                status = self._detect(
+                    self._handle, image, None, timestamp_ms, ctypes.byref(result), ctypes.byref(error)
+                )
             else:
                 status = self._detect(self._handle, image, None, ctypes.byref(result), ctypes.byref(error))
             self._check(status, error)

@@ -90,7 +90,8 @@ class JsonlSink(_ClosingContext):
         """The events line of one frame, newline included."""
         faces = ",".join([self._face(face, result.labels) for face in result.faces])
         image = f',"image":{json.dumps(frame.name)}' if frame.name else ""
-        return f'{{"frame_index":{int(result.frame_index)},"timestamp_ms":{int(result.timestamp_ms)},"faces":[{faces}]{image}}}\n'
+        head = f'{{"frame_index":{int(result.frame_index)},"timestamp_ms":{int(result.timestamp_ms)}'
+        return f'{head},"faces":[{faces}]{image}}}\n'
 
     def _face(self, face: FaceResult, labels: tuple[str, ...]) -> str:
         keys = self._keys.get(labels)

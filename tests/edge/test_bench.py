@@ -130,7 +130,12 @@ def test_real_clip_times_every_stage(media, tiny_model_dir):
 def test_tiled_faces_mode_shows_the_detector_n_faces(media, tiny_model_dir, faces):
     report = benchmark(
         BenchOptions(
-            source=media / "single_face.mp4", model_dir=tiny_model_dir, frames=6, warmup_frames=1, faces=faces, fer=False
+            source=media / "single_face.mp4",
+            model_dir=tiny_model_dir,
+            frames=6,
+            warmup_frames=1,
+            faces=faces,
+            fer=False,
         )
     )
     assert report.face_counts.get(faces, 0) >= 5, report.face_counts  # (nearly) every frame

@@ -95,7 +95,8 @@ def test_direct_c_calls_and_the_public_api_agree_on_real_faces(media):
 
     from edge.detector import _DirectCalls
 
-    images = [cv2.cvtColor(cv2.imread(str(media / name)), cv2.COLOR_BGR2RGB) for name in ("multi_face.jpg", "single_face.jpg")]
+    names = ("multi_face.jpg", "single_face.jpg")
+    images = [cv2.cvtColor(cv2.imread(str(media / name)), cv2.COLOR_BGR2RGB) for name in names]
     capture = cv2.VideoCapture(str(media / "single_face.mp4"))
     for _ in range(3):
         images.append(cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB))
