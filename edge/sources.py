@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 FALLBACK_FPS = 30.0
-DECODE_AHEAD = 4  # frames a video file source decodes ahead of its consumer, on its own thread
+DECODE_AHEAD = 0  # frames a video file source decodes ahead of its consumer on a thread of its own (0: none)
 _END = object()
 IMAGE_INTERVAL_MS = 1000  # nominal spacing of image timestamps (one image per second)
 
