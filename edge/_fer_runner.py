@@ -1,9 +1,11 @@
 """Time the ``fer`` package on a clip; run by ``ers bench`` in its own process.
 
 ``fer`` imports TensorFlow, which the ers runtime never does, so this file
-imports nothing from ``edge`` and runs under any Python that has ``fer``:
+imports nothing from ``edge`` and runs under any Python that has ``fer``
+(``ers bench`` passes its text with ``-c``; run by path, ``edge/types.py``
+would hide the standard library's ``types``):
 
-    python edge/_fer_runner.py CLIP FRAMES WARMUP    # prints one JSON object
+    python -c "$(cat edge/_fer_runner.py)" CLIP FRAMES WARMUP    # prints one JSON object
 
 It decodes the clip with OpenCV (looping as needed) and calls
 ``FER().detect_emotions`` on every frame: fer's default path (Haar cascade

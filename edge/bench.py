@@ -29,8 +29,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 
 from edge.benchclips import LoopedClip, sample_clip, write_tiled_faces_clip
@@ -64,8 +65,9 @@ class BenchOptions:
     ``faces`` N benchmarks a clip whose frames hold N copies of the source's
     face. ``baseline`` also times decode + detect alone (the same source and
     detector objects, no classifier, tracking or outputs), on every other
-    frame, to show what the rest of the pipeline adds. ``fer`` compares with the ``fer`` package on the same clip
-    (None: when ``fer_python``, default this Python, can import it).
+    frame, to show what the rest of the pipeline adds. ``fer`` compares with
+    the ``fer`` package on the same clip (None: when ``fer_python``, default
+    this Python, can import it).
     """
 
     source: Path | None = None
@@ -120,16 +122,12 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         pipeline_options = PipelineOptions(
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads
         )
-        clip = LoopedClip(clip_path, options.warmup_frames + options.frames, decode_ahead=options.decode_ahead)
-        if options.baseline:  # every other frame goes to the baseline
-            total = 2 * (options.warmup_frames + options.frames)
-            clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead)
+        total = (options.warmup_frames + options.frames) * (2 if options.baseline else 1)  # baseline: every other
+        clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)
-        fer = _run_fer(options, clip_path)
-    import cv2
-
-    stage_seconds, latency, faces, elapsed, cpu_s, baseline_seconds = measured
+        fer = _run_fer(options, clip_path, scratch)
+    stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds = measured
     enabled = {"draw": options.draw, "encode": options.encode, "events": options.events}
     stages = tuple(
         StageStats.from_seconds(name, stage_seconds[:, index], enabled.get(name, True))
@@ -145,6 +143,11 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         )
     if options.baseline:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
+    if options.faces is not None and faces.mean() < 0.9 * options.faces:
+        notes.append(
+            f"the detector found {faces.mean():.2f} of the {options.faces} tiled faces per frame; smaller faces "
+            + ("need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed")
+        )
     if clip.skipped_frames:
         notes.append(f"{clip.skipped_frames} undecodable frame(s) skipped")
     return BenchReport(
@@ -182,7 +185,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "cpu_s": round(cpu_s, 4),
             "cpu_ms_per_frame": round(1000.0 * cpu_s / options.frames, 4),
             "cores_busy": round(cpu_s / elapsed, 3) if elapsed > 0 else 0.0,
-            "process_threads": process_threads(),
+            "process_threads": threads,
             "opencv_threads": cv2.getNumThreads(),
         },
         fer=fer,
@@ -199,9 +202,17 @@ def _tiled_clip(source: Path, faces: int, detector_options: FaceDetectorOptions,
         return write_tiled_faces_clip(source, faces, scratch / f"faces{faces}.mp4", detector)
 
 
-def _measure(
-    pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratch: Path
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray]:
+class _Measured(NamedTuple):
+    stage_seconds: np.ndarray  # (frames, len(STAGES))
+    latency: np.ndarray  # seconds per frame, decode to last stage
+    faces: np.ndarray  # faces per frame
+    elapsed_s: float
+    cpu_s: float
+    threads: int  # threads of the process while the pipeline runs
+    baseline_seconds: np.ndarray  # (frames, 2): decode, detect of the baseline frames
+
+
+def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratch: Path) -> _Measured:
     """Run warm-up and timed frames: per-frame stage seconds, latency and faces, wall and CPU
     seconds, and (``options.baseline``) decode and detect seconds of the baseline frames.
 
@@ -209,8 +220,6 @@ def _measure(
     decoded and detected only, so both see the same load on a busy machine;
     the pipeline's wall time is then the sum of its frames' latencies.
     """
-    import cv2
-
     from edge.sinks import JsonlSink, VideoFileSink
 
     perf_counter = time.perf_counter
@@ -227,6 +236,7 @@ def _measure(
     detect = pipeline.detector.detect
     iterator = iter(clip)
     elapsed = cpu_s = 0.0
+    threads = 0
     try:
         for index in range(-options.warmup_frames, frames):
             if index == 0:
@@ -267,6 +277,7 @@ def _measure(
                     baseline_seconds[index] = decoded - start - sum(clip.reopen_s[reopens:]), perf_counter() - decoded
         elapsed = perf_counter() - wall_start - (sum(clip.reopen_s) - reopen_start)
         cpu_s = time.process_time() - cpu_start
+        threads = process_threads()
         if options.baseline:
             elapsed = float(latency.sum())
             cpu_s *= elapsed / (elapsed + float(baseline_seconds.sum()))  # the pipeline's share, by time
@@ -276,7 +287,7 @@ def _measure(
             video.close()
         if events is not None:
             events.close()
-    return stage_seconds, latency, faces, elapsed, cpu_s, baseline_seconds
+    return _Measured(stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds)
 
 
 def _baseline_summary(seconds: np.ndarray) -> dict[str, Any]:
@@ -300,7 +311,7 @@ def fer_available(python: Path | None = None) -> bool:
         return False
 
 
-def _run_fer(options: BenchOptions, clip: Path) -> dict[str, Any] | None:
+def _run_fer(options: BenchOptions, clip: Path, scratch: Path) -> dict[str, Any] | None:
     """fer's numbers on ``clip``, in a separate process (fer imports TensorFlow); None when skipped."""
     if options.fer is False:
         return None
@@ -313,8 +324,12 @@ def _run_fer(options: BenchOptions, clip: Path) -> dict[str, Any] | None:
             )
         return None
     python = str(options.fer_python or sys.executable)
-    command = [python, str(_FER_RUNNER), str(clip), str(options.fer_frames), "3"]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    # Run as -c text from a scratch folder: by path, edge/ would come first on sys.path and
+    # edge/types.py would hide the standard library's types module.
+    code = _FER_RUNNER.read_text(encoding="utf-8")
+    command = [python, "-c", code, str(clip), str(options.fer_frames), "3"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         message = f"fer failed on {clip} (exit {done.returncode}): {done.stderr.strip()[-500:]}"

@@ -160,8 +160,9 @@ class _DirectCalls:
 
     The public ``mediapipe`` task sends every C call (create the image, detect,
     free the result) to a private worker thread and waits for it: two thread
-    hand-offs per frame and a Python result object per detection, which cost
-    as much as the model itself on a busy two-core machine. A ``FaceDetector``
+    hand-offs per frame and a Python result object per detection (on a busy
+    two-core machine, a whole pipeline with direct calls was 8% faster in 211
+    of 318 paired 25-frame blocks, and used less CPU). A ``FaceDetector``
     is used from one thread at a time, so calling the same C functions
     directly is equally serial. The result is read straight from the C
     structs. Built only when every entry point is where mediapipe 1.2 puts
