@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
-from trainer.config import COLOR_MODES, DATA_FORMATS, LABEL_MODES, TrainConfig, read_config_file, resolve_config
+from trainer.config import (
+    COLOR_MODES, DATA_FORMATS, LABEL_MODES, STRATEGIES, TrainConfig, read_config_file, resolve_config,
+)
 
 _path = click.Path(path_type=Path)
 
@@ -18,6 +20,7 @@ _path = click.Path(path_type=Path)
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("trainer").setLevel(logging.INFO)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs every all-reduce at INFO
 
 
 def _build_config(config: Path | None, sets: tuple[str, ...], flags: dict[str, object]) -> TrainConfig:
@@ -66,20 +69,27 @@ def _data_flags(data_dir, data_format, label_mode, image_size, color_mode, batch
 @click.option("--no-train", is_flag=True, help="Only evaluate --pretrained (the seed's train_again=False).")
 @click.option("--pretrained", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from (or with --no-train, just evaluate) this .keras/.h5 model.")
+@click.option("--strategy", type=click.Choice(STRATEGIES),
+              help="tf.distribute strategy: default (one device), mirrored (every local GPU) or multiworker "
+                   "(the cluster in TF_CONFIG). --batch-size is per replica. See docs/distributed.md.")
+@click.option("--logical-devices", type=int,
+              help="With --strategy mirrored: split the CPU into N devices and mirror over them (testing).")
 def train(config, sets, data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad,
-          epochs, model_name, run_dir, seed, resume, overwrite, no_train, pretrained) -> None:
+          epochs, model_name, run_dir, seed, resume, overwrite, no_train, pretrained, strategy,
+          logical_devices) -> None:
     """Train a model from a config file and command-line overrides."""
     _setup_logging()
     if resume and run_dir is not None and config is None and (Path(run_dir) / "config.yaml").is_file():
         config = Path(run_dir) / "config.yaml"
     flags = _data_flags(data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad)
-    flags.update({"epochs": epochs, "model.name": model_name, "run_dir": run_dir, "seed": seed})
+    flags.update({"epochs": epochs, "model.name": model_name, "run_dir": run_dir, "seed": seed,
+                  "strategy": strategy, "logical_devices": logical_devices})
     cfg = _build_config(config, sets, flags)
     from trainer.train import train as run_training
 
     result = run_training(cfg, resume=resume, overwrite=overwrite, pretrained=pretrained, no_train=no_train)
     click.echo(result.summary())
-    click.echo(f"next: ers export --model {result.model_path}")
+    click.echo(f"next: ers export --model {result.model_path}" + ("" if result.chief else "  (on the chief)"))
 
 
 @click.command()

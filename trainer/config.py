@@ -56,7 +56,7 @@ LABEL_MODES = ("majority", "soft")
 COLOR_MODES = ("grayscale", "rgb")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
-STRATEGIES = ("default",)
+STRATEGIES = ("default", "mirrored", "multiworker")  # see trainer.distribute
 MONITORS = ("val_accuracy", "val_loss")
 
 SEED_ALIASES: dict[str, str] = {
@@ -245,6 +245,7 @@ class TrainConfig:
     monitor: str = "val_accuracy"
     seed: int = 42
     strategy: str = "default"
+    logical_devices: int = 0  # mirrored only: split the CPU into N devices and mirror over them (0 = don't)
     run_dir: Path | None = None  # None = runs/<model.name>
     verbose: int = 1
 
@@ -254,6 +255,7 @@ class TrainConfig:
                f"early_stopping_patience must be >= 0; got {self.early_stopping_patience}")
         _choice("monitor", self.monitor, MONITORS)
         _choice("strategy", self.strategy, STRATEGIES)
+        _check(self.logical_devices >= 0, f"logical_devices must be >= 0; got {self.logical_devices}")
         _check(self.verbose in (0, 1, 2), f"verbose must be 0, 1 or 2; got {self.verbose}")
 
     # ----------------------------------------------------------------- building

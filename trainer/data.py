@@ -254,9 +254,19 @@ def validate_data(data: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict[st
     return loaded
 
 
-def load_datasets(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS) -> Datasets:
+def load_datasets(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS, *,
+                  fit_batch_size: int | None = None) -> Datasets:
+    """Validated splits as tf.data pipelines.
+
+    ``fit_batch_size`` batches the train and val pipelines (``model.fit``'s
+    global batch under a distribution strategy: ``data.batch_size`` per replica
+    times the replicas); the test pipeline keeps ``data.batch_size``.
+    """
     loaded = validate_data(cfg.data, splits)
-    made = {s: make_dataset(loaded[s], cfg, training=s == "train") for s in loaded}
+    fit_cfg = cfg
+    if fit_batch_size is not None and fit_batch_size != cfg.data.batch_size:
+        fit_cfg = replace(cfg, data=replace(cfg.data, batch_size=fit_batch_size))
+    made = {s: make_dataset(loaded[s], cfg if s == "test" else fit_cfg, training=s == "train") for s in loaded}
     test = loaded.get("test")
     return Datasets(
         train=made.get("train"), val=made.get("val"), test=made.get("test"),

@@ -8,6 +8,11 @@ Run folder (``cfg.run_dir``, default ``runs/<model name>``)::
 
 A folder whose run is unfinished (``run.json`` says ``running``) is resumed;
 a finished one is never overwritten unless ``overwrite=True``.
+
+``cfg.strategy`` picks the ``tf.distribute`` strategy (``trainer.distribute``):
+``default``, ``mirrored`` or ``multiworker``. Under ``multiworker`` only the
+chief writes the run folder; the other workers write a temporary folder
+beside it that is deleted at the end.
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ class TrainResult:
     resumed: bool
     epochs_completed: int
     seconds: float
+    chief: bool = True  # False on a multiworker run's other workers, which keep no files
 
     def summary(self) -> str:
         m = self.metrics
+        where = "" if self.chief else " (written by the chief; this worker's temporary folder is deleted)"
         lines = [
-            f"run folder: {self.run_dir}" + (" (resumed)" if self.resumed else ""),
+            f"run folder: {self.run_dir}" + (" (resumed)" if self.resumed else "") + where,
             f"epochs completed: {self.epochs_completed}  time: {self.seconds:.0f} s",
             f"test: loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  top-3 {m['top3_accuracy']:.4f}  "
             f"weighted F1 {m['weighted_f1']:.4f}",
@@ -79,9 +86,13 @@ def _flat(cfg: TrainConfig) -> dict[str, Any]:
     return out
 
 
-def prepare_run_dir(cfg: TrainConfig, *, resume: bool | None, overwrite: bool) -> bool:
-    """Create, resume or (with ``overwrite``) clear the run folder; True when resuming."""
-    run_dir = Path(cfg.run_dir)
+def prepare_run_dir(cfg: TrainConfig, *, resume: bool | None, overwrite: bool, run_dir: Path | None = None) -> bool:
+    """Create, resume or (with ``overwrite``) clear the run folder; True when resuming.
+
+    ``run_dir`` is the folder to prepare when it is not ``cfg.run_dir`` (a
+    multiworker run's non-chief worker writes a temporary folder).
+    """
+    run_dir = Path(cfg.run_dir if run_dir is None else run_dir)
     status = run_status(run_dir)
     has_files = run_dir.is_dir() and any(run_dir.iterdir())
     if overwrite and has_files:
@@ -118,13 +129,11 @@ def prepare_run_dir(cfg: TrainConfig, *, resume: bool | None, overwrite: bool) -
     return False
 
 
-def get_strategy(name: str):
-    """The tf.distribute strategy for ``cfg.strategy`` (only ``default`` for now)."""
-    import tensorflow as tf
+def get_strategy(name: str, logical_devices: int = 0):
+    """The tf.distribute strategy for ``cfg.strategy``; see ``trainer.distribute.create_strategy``."""
+    from trainer.distribute import create_strategy
 
-    if name == "default":
-        return tf.distribute.get_strategy()
-    raise ConfigError(f"unknown strategy {name!r}")
+    return create_strategy(name, logical_devices)
 
 
 def make_optimizer(cfg: TrainConfig):
@@ -189,26 +198,43 @@ def train(
     """
     import keras
 
-    from trainer.callbacks import HISTORY_CSV, default_callbacks, read_history
+    from trainer import distribute
+    from trainer.callbacks import HISTORY_CSV, backup_epoch, default_callbacks, read_history
     from trainer.data import load_datasets
-    from trainer.evaluate import evaluate_model
+    from trainer.evaluate import evaluate_model, load_model
 
     if no_train and pretrained is None:
         raise ConfigError("--no-train needs --pretrained PATH (the model to evaluate)")
     cfg = with_run_dir(cfg)
-    run_dir = Path(cfg.run_dir)
+    task = distribute.cluster_task(cfg.strategy, cfg.logical_devices)  # checks TF_CONFIG
+    run_dir = distribute.worker_temp_dir(Path(cfg.run_dir), task)  # where this process writes
     started = time.time()
-    resumed = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
+    resumed = prepare_run_dir(cfg, resume=resume, overwrite=overwrite, run_dir=run_dir)
+    # Before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime, and CPU
+    # devices can only be split before it starts.
+    strategy = distribute.create_strategy(cfg.strategy, cfg.logical_devices)
     keras.utils.set_random_seed(cfg.seed)
-    # The validation pass: every file is checked before the run folder is written to.
-    datasets = load_datasets(cfg, ("test",) if no_train else ("train", "val", "test"))
+    # The validation pass: every file is checked before the run folder is written to. The pipelines
+    # are built outside strategy.scope() (their random layers must stay plain variables); fit()
+    # splits each global batch between the replicas.
+    fit_batch_size = distribute.global_batch_size(cfg.data.batch_size, strategy)
+    datasets = load_datasets(cfg, ("test",) if no_train else ("train", "val", "test"),
+                             fit_batch_size=fit_batch_size)
+    if cfg.strategy == "multiworker" and not no_train:
+        datasets = replace(datasets, train=distribute.shard_by_data(datasets.train),
+                           val=distribute.shard_by_data(datasets.val))
     cfg.save(run_dir / CONFIG_YAML)
     _write_status(run_dir, "running")
     log.info("images: %s", ", ".join(f"{k} {v}" for k, v in datasets.sizes.items()))
-    with get_strategy(cfg.strategy).scope():
+    if strategy.num_replicas_in_sync > 1:
+        log.info("%d replicas in sync: global batch %d (data.batch_size %d per replica)",
+                 strategy.num_replicas_in_sync, fit_batch_size, cfg.data.batch_size)
+    with strategy.scope():
         model = build_and_compile(cfg, pretrained)
     history_csv = run_dir / HISTORY_CSV
     if not no_train:
+        if resumed:
+            log.info("resuming at epoch %d of %d", (backup_epoch(run_dir) or 0) + 1, cfg.epochs)
         callbacks = default_callbacks(run_dir, cfg)
         # User callbacks run before the backup callback, so a failure they raise leaves the backup intact.
         callbacks[-1:-1] = list(extra_callbacks)
@@ -216,19 +242,28 @@ def train(
                   callbacks=callbacks, verbose=cfg.verbose, shuffle=False)
         model.save(run_dir / MODEL_KERAS)
         model.save(run_dir / MODEL_H5, include_optimizer=False)
+    model_path = Path(pretrained) if no_train else run_dir / MODEL_KERAS
+    if cfg.strategy == "multiworker":
+        # Every worker predicts the whole test split with a local copy (no collectives), so the
+        # metrics are the cluster's, computed the same everywhere; only the chief's files are kept.
+        model = load_model(model_path)
     report = evaluate_model(model, datasets.test, cfg.data.class_names, run_dir,
                             history_csv=history_csv if history_csv.is_file() else None, split="test",
-                            extra={"model": str(pretrained) if no_train else str(run_dir / MODEL_KERAS)})
+                            extra={"model": str(Path(cfg.run_dir) / MODEL_KERAS) if not no_train
+                                   else str(pretrained)})
     history = read_history(history_csv)
     _write_status(run_dir, "evaluated" if no_train else "finished")
+    if not task.is_chief:
+        shutil.rmtree(run_dir)
     return TrainResult(
-        run_dir=run_dir,
-        model_path=Path(pretrained) if no_train else run_dir / MODEL_KERAS,
+        run_dir=Path(cfg.run_dir),
+        model_path=Path(pretrained) if no_train else Path(cfg.run_dir) / MODEL_KERAS,
         history=history,
         metrics=report.metrics,
         resumed=resumed,
         epochs_completed=len(history.get("epoch", [])),
         seconds=time.time() - started,
+        chief=task.is_chief,
     )
 
 

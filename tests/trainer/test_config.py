@@ -101,7 +101,8 @@ def test_unknown_key_suggests(key, suggestion):
     (["optim.optimizer=sgd"], "optim.optimizer"),
     (["epochs=0"], "epochs"),
     (["NoOfClasses=7"], "num_classes"),
-    (["strategy=mirrored"], "strategy"),
+    (["strategy=horovod"], "strategy"),
+    (["logical_devices=-1"], "logical_devices"),
     (["BatchSize=abc"], "batch_size"),
     (["epochs"], "key=value"),
 ])
