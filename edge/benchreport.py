@@ -146,10 +146,17 @@ class BenchReport:
                 f"detect {self.baseline['detect_ms']:.3f} ms); the rest of the pipeline adds {self.added_percent:.1f}%"
             )
         if self.fer is not None:
+            fer_cpu = self.fer.get("cpu_ms_per_frame")
             lines.append(
                 f"fer {self.fer['version']} on the same clip: {self.fer['fps']:.1f} FPS "
                 f"({self.fer['faces_per_frame']:.2f} faces per frame, {self.fer['frames']} frames); "
                 f"ers is {self.fer_ratio:.1f}x faster"
+                + (
+                    f"; CPU per frame {self.cpu['cpu_ms_per_frame']:.2f} ms against {fer_cpu:.2f} ms "
+                    f"({fer_cpu / self.cpu['cpu_ms_per_frame']:.1f}x less)"
+                    if fer_cpu and self.cpu["cpu_ms_per_frame"]
+                    else ""
+                )
             )
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)

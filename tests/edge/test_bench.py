@@ -193,7 +193,8 @@ def test_fer_side_by_side_runs_in_its_own_process(tmp_path, tiny_model_dir, monk
     runner.write_text(
         "import json, sys\n"
         "print(json.dumps({'version': 'fake', 'frames': int(sys.argv[2]), 'elapsed_s': 1.0, 'fps': 2.0,"
-        " 'latency_ms_mean': 500.0, 'latency_ms_p50': 500.0, 'faces_per_frame': 0.0, 'clip': sys.argv[1]}))\n"
+        " 'latency_ms_mean': 500.0, 'latency_ms_p50': 500.0, 'faces_per_frame': 0.0, 'cpu_ms_per_frame': 400.0,"
+        " 'clip': sys.argv[1]}))\n"
     )
     monkeypatch.setattr(bench_module, "_FER_RUNNER", runner)
     monkeypatch.setattr(bench_module, "fer_available", lambda python=None: True)
@@ -203,7 +204,8 @@ def test_fer_side_by_side_runs_in_its_own_process(tmp_path, tiny_model_dir, monk
     )
     assert report.fer["version"] == "fake" and report.fer["frames"] == 4 and report.fer["clip"] == str(clip)
     assert report.fer_ratio == pytest.approx(report.fps / 2.0)
-    assert "fer fake" in report.table() and report.to_dict()["fer_ratio"] > 0
+    assert "fer fake" in report.table() and "against 400.00 ms" in report.table()
+    assert report.to_dict()["fer_ratio"] > 0
 
 
 def test_fer_asked_for_but_missing_is_a_clear_error(tmp_path, tiny_model_dir, monkeypatch):
