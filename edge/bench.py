@@ -296,6 +296,7 @@ def _baseline_summary(seconds: np.ndarray) -> dict[str, Any]:
         "fps": round(len(seconds) / total, 2) if total > 0 else 0.0,
         "decode_ms": round(1000.0 * float(seconds[:, 0].mean()), 4),
         "detect_ms": round(1000.0 * float(seconds[:, 1].mean()), 4),
+        "frame_ms_p50": round(1000.0 * float(np.percentile(seconds.sum(axis=1), 50)), 4),
         "frame_ms_p95": round(1000.0 * float(np.percentile(seconds.sum(axis=1), 95)), 4),
     }
 
