@@ -145,7 +145,8 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
     if options.faces is not None and faces.mean() < 0.9 * options.faces:
         hint = "need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed"
-        notes.append(f"the detector found {faces.mean():.2f} of the {options.faces} tiled faces per frame; smaller faces {hint}")
+        found = f"the detector found {faces.mean():.2f} of the {options.faces} tiled faces per frame"
+        notes.append(f"{found}; smaller faces {hint}")
     if clip.skipped_frames:
         notes.append(f"{clip.skipped_frames} undecodable frame(s) skipped")
     return BenchReport(
