@@ -25,14 +25,15 @@ tutorial; its ``backup/`` lets a restarted worker resume with the chief.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ErsError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ TASK_TYPES = ("chief", "worker")
 DOCS = "docs/distributed.md"
 EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
            '"task": {"type": "worker", "index": 0}}')
+
+
+class WorkerLostError(ErsError, RuntimeError):
+    """Another task of a multiworker cluster stopped or cannot be reached during training."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,11 @@ def create_strategy(name: str, logical_devices: int = 0):
         return strategy
     if name == "multiworker":
         task = read_tf_config()  # a clear error before TensorFlow parses it
-        strategy = _multi_worker_strategy()
+        try:
+            strategy = _multi_worker_strategy()
+        except RuntimeError as error:  # "Collective ops must be configured at program startup"
+            raise ConfigError(f"strategy 'multiworker' must be created before TensorFlow runs anything in "
+                              f"this process ({error}); run `ers train` (or train()) in a new process") from None
         log.info("multiworker: task %s %d of a %d-worker cluster (chief %s %d at %s), %d replica(s) in sync",
                  task.task_type, task.task_index, task.num_workers, *task.chief, task.chief_address,
                  strategy.num_replicas_in_sync)
@@ -228,6 +237,27 @@ def _multi_worker_strategy():
     return NestReduceMultiWorkerMirroredStrategy()
 
 
+@contextlib.contextmanager
+def report_lost_workers(strategy_name: str, run_dir: Path) -> Iterator[None]:
+    """Under ``multiworker``, turn TensorFlow's error for a task that died into ``WorkerLostError``.
+
+    When a task stops, the collective ops of the others fail (after the
+    coordination service's heartbeat timeout) with ``UnavailableError`` or
+    ``AbortedError``; every task then has to be started again.
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        if strategy_name != "multiworker":
+            raise
+        raise WorkerLostError(
+            f"another task of the multiworker cluster stopped or cannot be reached ({type(error).__name__}); "
+            f"start every worker again with the same command and {TF_CONFIG}: each resumes from its backup "
+            f"in {Path(run_dir) / 'backup'} (use --debug for TensorFlow's message)") from error
+
+
 def global_batch_size(per_replica: int, strategy) -> int:
     """The batch ``fit`` sees: ``data.batch_size`` per replica times the replicas in sync."""
     return per_replica * strategy.num_replicas_in_sync
@@ -242,5 +272,5 @@ def shard_by_data(dataset):
     return dataset.with_options(options)
 
 
-__all__ = ["ClusterTask", "TF_CONFIG", "read_tf_config", "cluster_task", "worker_temp_dir", "split_cpu",
-           "create_strategy", "global_batch_size", "shard_by_data"]
+__all__ = ["ClusterTask", "TF_CONFIG", "WorkerLostError", "read_tf_config", "cluster_task", "worker_temp_dir",
+           "split_cpu", "create_strategy", "report_lost_workers", "global_batch_size", "shard_by_data"]

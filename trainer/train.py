@@ -238,8 +238,9 @@ def train(
         callbacks = default_callbacks(run_dir, cfg)
         # User callbacks run before the backup callback, so a failure they raise leaves the backup intact.
         callbacks[-1:-1] = list(extra_callbacks)
-        model.fit(datasets.train, validation_data=datasets.val, epochs=cfg.epochs,
-                  callbacks=callbacks, verbose=cfg.verbose, shuffle=False)
+        with distribute.report_lost_workers(cfg.strategy, run_dir):
+            model.fit(datasets.train, validation_data=datasets.val, epochs=cfg.epochs,
+                      callbacks=callbacks, verbose=cfg.verbose, shuffle=False)
         model.save(run_dir / MODEL_KERAS)
         model.save(run_dir / MODEL_H5, include_optimizer=False)
     model_path = Path(pretrained) if no_train else run_dir / MODEL_KERAS

@@ -87,6 +87,33 @@ def test_logical_devices_are_for_mirrored_only():
         resolve_config(None, ["logical_devices=-1"])
 
 
+def test_devices_and_the_cluster_are_set_before_tensorflow_starts(monkeypatch):
+    import tensorflow as tf
+
+    from trainer.distribute import create_strategy
+
+    tf.constant(1.0) + 1.0  # TensorFlow has started in this (pytest) process
+    with pytest.raises(ConfigError, match="logical_devices=3: TensorFlow already started"):
+        create_strategy("mirrored", logical_devices=3)
+    monkeypatch.setenv("TF_CONFIG", tf_config({"worker": ["127.0.0.1:20001"]}))
+    with pytest.raises(ConfigError, match="'multiworker' must be created before TensorFlow runs anything"):
+        create_strategy("multiworker")
+
+
+def test_a_lost_worker_is_a_one_line_error_under_multiworker_only(tmp_path: Path):
+    import tensorflow as tf
+
+    from trainer.distribute import WorkerLostError, report_lost_workers
+
+    lost = tf.errors.UnavailableError(None, None, "The following tasks are unhealthy")
+    with pytest.raises(WorkerLostError, match=r"start every worker again .* resumes from its backup in .*run.backup"):
+        with report_lost_workers("multiworker", tmp_path / "run"):
+            raise lost
+    with pytest.raises(tf.errors.UnavailableError):
+        with report_lost_workers("default", tmp_path / "run"):
+            raise lost
+
+
 def test_multiworker_without_tf_config_is_a_one_line_error(tmp_path: Path, class_folders: Path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     run_dir = tmp_path / "run"
@@ -252,8 +279,8 @@ print(train(cfg, extra_callbacks=[Probe()]).summary(), flush=True)
 def test_killed_workers_resume_where_they_stopped(tmp_path: Path, data_dir: Path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     run_dir = tmp_path / "run"  # one file system: the worker writes run.workertemp_1 beside it
-    overrides = [*TINY_SETS, f"data.data_dir={data_dir}", f"run_dir={run_dir}", "epochs=3",
-                 "data.batch_size=4", "strategy=multiworker", "early_stopping_patience=0"]
+    overrides = [*TINY_SETS, f"data.data_dir={data_dir}", f"run_dir={run_dir}", "epochs=3", "data.batch_size=4",
+                 "strategy=multiworker", "early_stopping_patience=0", "augment.enabled=false"]
     envs = [process_env(tf_config(cluster, "worker", index)) for index in (0, 1)]
     records = [tmp_path / "chief.txt", tmp_path / "worker.txt"]
 
