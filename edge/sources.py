@@ -190,7 +190,12 @@ class VideoFileSource(_ClosingContext):
         decoder.start()
         try:
             while True:
-                item = frames.get()
+                try:
+                    item = frames.get(timeout=0.1)
+                except queue.Empty:
+                    if decoder.is_alive() or not frames.empty():
+                        continue
+                    return  # stopped (closed, or iterated again) before the end marker
                 if item is _END:
                     return
                 if isinstance(item, BaseException):

@@ -166,6 +166,18 @@ def test_closing_a_source_that_decodes_ahead_stops_its_thread(tmp_path):
     source.close()
 
 
+def test_a_source_that_decodes_ahead_ends_instead_of_hanging(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", synthetic_frames(5) * 4, fps=10.0)
+    with VideoFileSource(video, decode_ahead=2) as source:
+        assert len(list(source)) == 20
+        assert list(source) == []  # a second pass: the file is used up
+    source = VideoFileSource(video, decode_ahead=2)
+    frames = iter(source)
+    next(frames)
+    source.close()
+    assert len(list(frames)) <= 2  # at most what was already queued
+
+
 def test_decode_ahead_is_validated(five_frame_video):
     from edge.errors import ConfigError
 
