@@ -258,6 +258,21 @@ def report_lost_workers(strategy_name: str, run_dir: Path) -> Iterator[None]:
             f"in {Path(run_dir) / 'backup'} (use --debug for TensorFlow's message)") from error
 
 
+def wait_for_all_tasks(strategy) -> None:
+    """Block until every task of the cluster gets here: an all-reduce of one number.
+
+    At the end of a multiworker run the chief evaluates while the other workers
+    wait here, so no task leaves the cluster while another still works in it.
+    """
+    import tensorflow as tf
+
+    @tf.function
+    def all_reduce_one():
+        return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("sum", tf.constant(1.0)))
+
+    all_reduce_one()
+
+
 def global_batch_size(per_replica: int, strategy) -> int:
     """The batch ``fit`` sees: ``data.batch_size`` per replica times the replicas in sync."""
     return per_replica * strategy.num_replicas_in_sync
@@ -273,4 +288,5 @@ def shard_by_data(dataset):
 
 
 __all__ = ["ClusterTask", "TF_CONFIG", "WorkerLostError", "read_tf_config", "cluster_task", "worker_temp_dir",
-           "split_cpu", "create_strategy", "report_lost_workers", "global_batch_size", "shard_by_data"]
+           "split_cpu", "create_strategy", "report_lost_workers", "wait_for_all_tasks", "global_batch_size",
+           "shard_by_data"]

@@ -57,7 +57,7 @@ class TrainResult:
             f"run folder: {self.run_dir}" + (" (resumed)" if self.resumed else "") + where,
             f"epochs completed: {self.epochs_completed}  time: {self.seconds:.0f} s",
             f"test: loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  top-3 {m['top3_accuracy']:.4f}  "
-            f"weighted F1 {m['weighted_f1']:.4f}",
+            f"weighted F1 {m['weighted_f1']:.4f}" if m else "test: evaluated by the chief (its metrics.json)",
         ]
         return "\n".join(lines)
 
@@ -243,16 +243,17 @@ def train(
                       callbacks=callbacks, verbose=cfg.verbose, shuffle=False)
         model.save(run_dir / MODEL_KERAS)
         model.save(run_dir / MODEL_H5, include_optimizer=False)
-    model_path = Path(pretrained) if no_train else run_dir / MODEL_KERAS
-    if cfg.strategy == "multiworker":
-        # Every worker predicts the whole test split with a local copy (no collectives), so the
-        # metrics are the cluster's, computed the same everywhere; only the chief's files are kept.
-        model = load_model(model_path)
-    report = evaluate_model(model, datasets.test, cfg.data.class_names, run_dir,
-                            history_csv=history_csv if history_csv.is_file() else None, split="test",
-                            extra={"model": str(Path(cfg.run_dir) / MODEL_KERAS) if not no_train
-                                   else str(pretrained)})
     history = read_history(history_csv)
+    metrics: dict[str, Any] = {}
+    if task.is_chief:  # the other workers of a multiworker run leave the evaluation to the chief
+        if cfg.strategy == "multiworker":  # a local copy predicts the whole test split, without collectives
+            model = load_model(Path(pretrained) if no_train else run_dir / MODEL_KERAS)
+        report = evaluate_model(model, datasets.test, cfg.data.class_names, run_dir,
+                                history_csv=history_csv if history_csv.is_file() else None, split="test",
+                                extra={"model": str(pretrained) if no_train else str(run_dir / MODEL_KERAS)})
+        metrics = report.metrics
+    if cfg.strategy == "multiworker":
+        distribute.wait_for_all_tasks(strategy)  # the workers wait for the chief's evaluation
     _write_status(run_dir, "evaluated" if no_train else "finished")
     if not task.is_chief:
         shutil.rmtree(run_dir)
@@ -260,7 +261,7 @@ def train(
         run_dir=Path(cfg.run_dir),
         model_path=Path(pretrained) if no_train else Path(cfg.run_dir) / MODEL_KERAS,
         history=history,
-        metrics=report.metrics,
+        metrics=metrics,
         resumed=resumed,
         epochs_completed=len(history.get("epoch", [])),
         seconds=time.time() - started,

@@ -79,6 +79,14 @@ def test_only_the_chief_writes_the_run_folder(tmp_path: Path):
     assert worker_temp_dir(run_dir, worker) == tmp_path / "runs" / "lenet.workertemp_1"
 
 
+def test_a_workers_summary_points_to_the_chief(tmp_path: Path):
+    from trainer.train import TrainResult
+
+    result = TrainResult(run_dir=tmp_path, model_path=tmp_path / "model.keras", history={}, metrics={},
+                         resumed=False, epochs_completed=1, seconds=1.0, chief=False)
+    assert "written by the chief" in result.summary() and "test: evaluated by the chief" in result.summary()
+
+
 def test_logical_devices_are_for_mirrored_only():
     with pytest.raises(ConfigError, match=r"logical_devices \(2\) .* 'mirrored' only; got strategy 'default'"):
         cluster_task("default", 2)
@@ -232,7 +240,7 @@ def test_two_workers_on_loopback_train_one_model_on_the_chief(tmp_path: Path, da
     for code, output in results:
         assert code == 0, output
     assert "global batch 8 (data.batch_size 4 per replica)" in results[0][1]
-    assert "(on the chief)" in results[1][1]
+    assert "test: evaluated by the chief" in results[1][1] and "(on the chief)" in results[1][1]
     for name in ("model.keras", "model.h5", "checkpoint.keras", "metrics.json", "history.csv", "config.yaml"):
         assert (chief_dir / name).is_file(), name
     assert history_epochs(chief_dir) == [0]
