@@ -279,8 +279,9 @@ class CameraSource(_ClosingContext):
         finally:
             with self._condition:
                 self._ended = True
+                release = self._release_in_thread  # close() gave up waiting for a blocked read
                 self._condition.notify_all()
-            if self._release_in_thread:  # close() gave up waiting for a blocked read
+            if release:
                 capture.release()
 
     def _grab_from(self, capture: cv2.VideoCapture) -> None:
@@ -329,10 +330,12 @@ class CameraSource(_ClosingContext):
         capture, self._capture = getattr(self, "_capture", None), None
         if capture is None:
             return
-        if thread is not None and thread.is_alive():
+        if thread is not None:
             # Releasing under a blocked read() can crash the decoder: the thread releases it instead.
-            self._release_in_thread = True
-            if thread.is_alive():  # (if it ended meanwhile, both release: harmless)
+            # Decided under the lock the thread ends under, so exactly one of the two releases it.
+            with self._condition:
+                self._release_in_thread = not self._ended
+            if self._release_in_thread:
                 logger.warning("%s: still waiting for a frame; it is released when the read returns", self.name)
                 return
         capture.release()
