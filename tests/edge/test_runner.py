@@ -67,3 +67,16 @@ def test_sigterm_becomes_a_keyboard_interrupt_only_while_handled():
         os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before
     assert issubclass(Terminated, KeyboardInterrupt)
+
+
+def test_sigterm_handling_ends_cleanly_when_the_previous_handler_was_set_outside_python(monkeypatch):
+    installed = []
+
+    def fake_signal(signum, handler):  # signal.signal returns None for a handler set from C
+        installed.append(handler)
+        return None
+
+    monkeypatch.setattr(signal, "signal", fake_signal)
+    with handle_sigterm():
+        pass
+    assert installed[-1] is signal.SIG_DFL
