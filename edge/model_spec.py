@@ -179,7 +179,7 @@ class ModelSpec:
             if str(error).startswith(source):
                 raise
             raise ManifestError(f"{source}: {error}") from None
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, AttributeError) as error:  # AttributeError: a list where an object belongs
             raise ManifestError(f"{source} is malformed: {error}") from None
 
     @classmethod
