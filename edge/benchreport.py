@@ -138,6 +138,8 @@ class BenchReport:
                 f"{stage.p99_ms:8.3f}{stage.max_ms:8.3f}     {100.0 * stage.mean_ms / total:5.1f}%"
             )
         lat = self.latency
+        load = m["load_average"]  # None where the OS has no load average (Windows)
+        load_text = f"load average {load[0]:.2f} at start" if load else "no load average"
         lines += [
             f"  {'frame':<11}{lat.mean_ms:8.3f}{lat.p50_ms:8.3f}{lat.p95_ms:8.3f}{lat.p99_ms:8.3f}{lat.max_ms:8.3f}",
             f"end to end: {self.fps:.1f} FPS ({self.frames} frames in {self.elapsed_s:.3f} s); "
@@ -145,8 +147,8 @@ class BenchReport:
             f"CPU: {self.cpu['cpu_ms_per_frame']:.3f} ms of CPU per frame, {self.cpu['cores_busy']:.2f} of "
             f"{m['usable_cores']} cores busy; {self.cpu['process_threads']} threads in the process "
             f"(classifier {threads}, OpenCV {self.cpu['opencv_threads']})",
-            f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, load average {m['load_average'][0]:.2f} "
-            f"at start; python {self.versions['python']}, mediapipe {self.versions['mediapipe']}, "
+            f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {load_text}; "
+            f"python {self.versions['python']}, mediapipe {self.versions['mediapipe']}, "
             f"ai-edge-litert {self.versions['ai-edge-litert']}, opencv {self.versions['opencv']}",
         ]
         if self.baseline is not None:

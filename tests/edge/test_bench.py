@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -106,6 +107,8 @@ def test_switched_off_stages_are_reported_as_off(tmp_path, tiny_model_dir):
     for name in ("draw", "encode", "events"):
         assert not report.stage(name).enabled and report.stage(name).mean_ms == 0.0
     assert "off" in report.table()
+    without_load = dataclasses.replace(report, machine={**report.machine, "load_average": None})  # Windows
+    assert "no load average" in without_load.table()
 
 
 @pytest.mark.slow
