@@ -119,7 +119,8 @@ class TrackSummary:
     """One face track over a whole run.
 
     ``dominant_label`` is the smoothed label shown most often (ties go to the
-    label listed first); the means are over the frames the track was seen in.
+    higher mean smoothed probability, then to the label listed first); the
+    means are over the frames the track was seen in.
     """
 
     track_id: int
