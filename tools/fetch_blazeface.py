@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -24,34 +23,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from edge.detector import DETECTOR_MODELS, DETECTOR_MODELS_DIR  # noqa: E402  (TF- and mediapipe-free import)
+from tools._wheel import download_wheel  # noqa: E402
 
 WHEEL_REQUIREMENT = "mediapipe==0.10.21"
 WHEEL_PLATFORM = "manylinux_2_28_x86_64"  # the model files are identical in every wheel of the release
 WHEEL_PYTHON = "3.11"
-
-
-def download_wheel(directory: Path) -> Path:
-    """Download (never install) the mediapipe wheel that carries the models."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--python-version",
-        WHEEL_PYTHON,
-        "--platform",
-        WHEEL_PLATFORM,
-        "--dest",
-        str(directory),
-        WHEEL_REQUIREMENT,
-    ]
-    subprocess.run(command, check=True)
-    wheels = sorted(directory.glob("mediapipe-*.whl"))
-    if not wheels:
-        raise SystemExit(f"pip did not produce a mediapipe wheel in {directory}")
-    return wheels[0]
 
 
 def extract_models(wheel: Path, out_dir: Path, check: bool = True) -> dict[str, str]:
@@ -76,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print-hashes", action="store_true", help="print hashes instead of checking them")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        wheel = args.wheel or download_wheel(Path(scratch))
+        wheel = args.wheel or download_wheel(
+            WHEEL_REQUIREMENT, Path(scratch), python_version=WHEEL_PYTHON, platform=WHEEL_PLATFORM
+        )
         hashes = extract_models(wheel, args.out_dir, check=not args.print_hashes)
     for name, digest in hashes.items():
         print(f"{digest}  {args.out_dir / name}")

