@@ -41,6 +41,8 @@ def measure(images: np.ndarray, model: DetectorModelName, upscale: int, pad: int
             if faces:
                 x1, y1, x2, y2 = (value - pad for value in faces[0].box_xyxy)
                 boxes.append(((x1 + x2) / 2 / side, (y1 + y2) / 2 / side, (x2 - x1) / side, (y2 - y1) / side))
+    if not boxes:
+        raise click.ClickException(f"the {model.value} detector found no face in the {len(images)} images")
     found = np.array(boxes)
     centre_x, centre_y, width, height = np.median(found, axis=0)
     return {
