@@ -9,6 +9,7 @@ properly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -83,8 +84,14 @@ class JsonlSink(_ClosingContext):
         if self._file is None:
             raise SinkError(f"write() on closed events file {self.path}")
         # One write call per line: an interrupt never leaves half a line behind.
-        self._file.write(self.line(frame, result))
-        self._file.flush()
+        try:
+            self._file.write(self.line(frame, result))
+            self._file.flush()
+        except OSError as error:  # e.g. the disk is full
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # closing flushes the same unwritable line again
+                file.close()
+            raise SinkError(f"cannot write events to {self.path}: {error}") from None
 
     def line(self, frame: Frame, result: FrameResult) -> str:
         """The events line of one frame, newline included."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -96,6 +97,12 @@ def test_jsonl_lines_are_flushed_as_written_and_parse(tmp_path):
     assert face["label"] == LABELS[1] and face["box_xyxy"] == [10, 10, 40, 40]
     assert events[2]["image"] == "f2.jpg"
     with pytest.raises(SinkError, match="closed"):
+        sink.write(*next(_frames()))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_jsonl_write_failure_is_a_sink_error():
+    with JsonlSink("/dev/full") as sink, pytest.raises(SinkError, match="cannot write events to /dev/full"):
         sink.write(*next(_frames()))
 
 
