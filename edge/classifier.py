@@ -129,7 +129,7 @@ class EmotionClassifier:
         tensor = self.variant.output
         if tensor.quantized:
             return (raw.astype(np.float32) - tensor.zero_point) * tensor.scale
-        return raw.astype(np.float32)
+        return raw.astype(np.float32, copy=False)  # get_tensor() already returned a copy
 
     def _ensure_batch(self, size: int) -> None:
         # Re-allocating happens only when the number of faces changes.
