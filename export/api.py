@@ -123,7 +123,7 @@ def _check_target(out_dir: Path, options: ExportOptions, inputs: list[Path]) -> 
         )
     resolved = out_dir.resolve()
     for path in inputs:
-        if path is not None and (resolved == path.resolve() or resolved in path.resolve().parents):
+        if resolved == path.resolve() or resolved in path.resolve().parents:
             raise ConfigError(
                 f"--out-dir {out_dir} contains the input {path}; export into a separate folder"
             )
