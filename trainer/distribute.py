@@ -20,7 +20,9 @@ keeps its share of the elements.
 Only the chief writes the run folder. A non-chief worker writes its run
 (backups, logs, its copy of the model) into ``worker_temp_dir`` beside it,
 which is deleted when the run finishes, as in TensorFlow's multi-worker Keras
-tutorial; its ``backup/`` lets a restarted worker resume with the chief.
+tutorial; its ``backup/`` lets a restarted worker resume with the chief. At
+the end the chief alone evaluates the test split (with a local copy of the
+model); the others wait for it at a last all-reduce (``wait_for_all_tasks``).
 """
 
 from __future__ import annotations
