@@ -69,7 +69,13 @@ def quiet_native_stderr() -> Iterator[None]:
     except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): nothing to hide
         yield
         return
-    with tempfile.TemporaryFile() as sink:
+    try:
+        sink = tempfile.TemporaryFile()
+    except OSError:  # no writable temporary folder: nothing to hide the text in
+        os.close(saved)
+        yield
+        return
+    with sink:
         os.dup2(sink.fileno(), 2)
         failed = True
         try:
