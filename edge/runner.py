@@ -133,7 +133,10 @@ class RunReport:
 
     def save(self, path: Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise SinkError(f"cannot write the run summary {path}: {error}") from None
         return path
 
     def summary(self) -> str:

@@ -7,7 +7,7 @@ import signal
 import cv2
 import pytest
 
-from edge.errors import ConfigError, ManifestError, SourceError
+from edge.errors import ConfigError, ManifestError, SinkError, SourceError
 from edge.pipeline import PipelineOptions
 from edge.runner import RunOptions, Terminated, handle_sigterm, run
 from edge.types import SourceKind
@@ -50,6 +50,12 @@ def test_max_frames_and_no_video(tmp_path, tiny_model_dir, five_frame_video):
     assert (report.frames, report.stop_reason) == (2, "max_frames")
     assert not (tmp_path / "out" / "annotated.mp4").exists()
     assert len((tmp_path / "out" / "events.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_summary_that_cannot_be_written_is_a_sink_error(tmp_path, tiny_model_dir, five_frame_video):
+    report = run(five_frame_video, _options(tmp_path, tiny_model_dir, max_frames=1, video=False))
+    with pytest.raises(SinkError, match="cannot write the run summary"):
+        report.save(tmp_path / "missing" / "summary.json")
 
 
 def test_bad_inputs_fail_before_writing(tmp_path, tiny_model_dir):
