@@ -89,7 +89,7 @@ def train(config, sets, data_dir, data_format, label_mode, image_size, color_mod
 
     result = run_training(cfg, resume=resume, overwrite=overwrite, pretrained=pretrained, no_train=no_train)
     click.echo(result.summary())
-    click.echo(f"next: ers export --model {result.model_path}" + ("" if result.chief else "  (on the chief)"))
+    click.echo(f"next: ers export {result.model_path} --out-dir exports/NAME" + ("" if result.chief else "  (on the chief)"))
 
 
 @click.command()
@@ -110,7 +110,7 @@ def evaluate(config, sets, data_dir, data_format, label_mode, image_size, color_
 
     report = run_evaluation(model_path, cfg, split=split, out_dir=out_dir)
     click.echo(report.summary())
-    click.echo(f"next: ers export --model {model_path}")
+    click.echo(f"next: ers export {model_path} --out-dir exports/NAME")
 
 
 @click.command()
