@@ -37,7 +37,7 @@ def finished_run(tmp_path_factory) -> Path:
     run_dir = root / "run"
     result = invoke(["train", *tiny_overrides(data, run_dir)])
     assert result.exit_code == 0, result.output
-    assert "next: ers export --model" in result.output
+    assert "next: ers export " in result.output and "--out-dir" in result.output
     return run_dir
 
 
