@@ -23,7 +23,7 @@ import numpy as np
 
 from edge.draw import annotate
 from edge.errors import SinkError
-from edge.types import FaceResult, Frame, FrameResult, TrackSummary
+from edge.types import ClosingContext, FaceResult, Frame, FrameResult, TrackSummary
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +43,6 @@ class StopRequested(Exception):
     """The viewer asked to stop (q or Esc in the window, or closed it)."""
 
 
-class _ClosingContext:
-    def close(self) -> None:  # pragma: no cover - every sink overrides it
-        raise NotImplementedError
-
-    def __enter__(self):  # noqa: ANN204 - returns the concrete sink
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +50,7 @@ def _make_parent(path: Path) -> None:
         raise SinkError(f"cannot create the output folder {path.parent}: {error}") from None
 
 
-class JsonlSink(_ClosingContext):
+class JsonlSink(ClosingContext):
     """One JSON object per frame (``FrameResult.to_dict()``), flushed as it is written.
 
     Lines are built directly from the result (the same text ``json.dumps`` of
@@ -126,7 +115,7 @@ def _number(value: float) -> str:
     return repr(float(value)) if value - value == 0 else json.dumps(float(value))
 
 
-class VideoFileSink(_ClosingContext):
+class VideoFileSink(ClosingContext):
     """Annotated frames as an mp4 (``mp4v``) at the source's frame rate.
 
     The writer opens on the first frame, at that frame's size; later frames of
@@ -177,7 +166,7 @@ class VideoFileSink(_ClosingContext):
             writer.release()
 
 
-class ImageDirSink(_ClosingContext):
+class ImageDirSink(ClosingContext):
     """Annotated frames as PNG files (``000000_<name>.png``) in a folder: for image sources."""
 
     def __init__(self, folder: Path | str, *, bars: bool = True) -> None:
@@ -207,7 +196,7 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-class WindowSink(_ClosingContext):
+class WindowSink(ClosingContext):
     """A live window with the annotated frames and the processing rate.
 
     ``write`` raises ``StopRequested`` when the viewer presses q or Esc or
@@ -264,7 +253,7 @@ class WindowSink(_ClosingContext):
                 pass
 
 
-class SummarySink(_ClosingContext):
+class SummarySink(ClosingContext):
     """Accumulates, per track, what ``tracks()`` reports at the end of a run."""
 
     def __init__(self) -> None:

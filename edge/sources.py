@@ -33,7 +33,7 @@ import numpy as np
 
 from edge._mediapipe import quiet_native_stderr
 from edge.errors import ConfigError, SourceError
-from edge.types import Frame, SourceKind
+from edge.types import ClosingContext, Frame, SourceKind
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +73,7 @@ def _to_rgb(image_bgr: np.ndarray, *, in_place: bool = False) -> np.ndarray:
     return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=image_bgr if in_place else None)
 
 
-class _ClosingContext:
-    """``with source:`` support shared by the sources (closes on exit)."""
-
-    def close(self) -> None:  # pragma: no cover - every source overrides it
-        raise NotImplementedError
-
-    def __enter__(self):  # noqa: ANN204 - returns the concrete source
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class VideoFileSource(_ClosingContext):
+class VideoFileSource(ClosingContext):
     """Every frame of a video file, in order.
 
     ``max_consecutive_failures`` bounds how many undecodable frames in a row
@@ -218,7 +205,7 @@ class VideoFileSource(_ClosingContext):
             capture.release()
 
 
-class CameraSource(_ClosingContext):
+class CameraSource(ClosingContext):
     """The newest frame of a webcam (``target`` an index) or a live stream (a URL).
 
     A background thread reads continuously and keeps only the latest frame;
@@ -341,7 +328,7 @@ class CameraSource(_ClosingContext):
         capture.release()
 
 
-class ImageSource(_ClosingContext):
+class ImageSource(ClosingContext):
     """Still images, one frame each, in the given order (``from_file``, ``from_dir``)."""
 
     kind = SourceKind.IMAGES

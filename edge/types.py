@@ -141,3 +141,16 @@ class TrackSummary:
             "mean_raw_probs": {k: round(v, digits) for k, v in zip(labels, self.mean_raw_probs)},
             "mean_smoothed_probs": {k: round(v, digits) for k, v in zip(labels, self.mean_smoothed_probs)},
         }
+
+
+class ClosingContext:
+    """``with`` support shared by sources and sinks: leaving the block calls ``close()``."""
+
+    def close(self) -> None:  # pragma: no cover - every source and sink overrides it
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 - returns the concrete source or sink
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
