@@ -132,6 +132,8 @@ class EmotionClassifier:
         return raw.astype(np.float32, copy=False)  # get_tensor() already returned a copy
 
     def _ensure_batch(self, size: int) -> None:
+        if self._interpreter is None:
+            raise RuntimeError(f"{self.model_path.name}: the classifier is closed")
         # Re-allocating happens only when the number of faces changes.
         if size != self._batch_size:
             self._interpreter.resize_tensor_input(

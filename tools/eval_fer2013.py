@@ -44,6 +44,14 @@ def read_rows(root: Path, split: str, dedup: bool) -> list[tuple[str, str]]:
         ]
 
 
+def read_gray(path: Path) -> np.ndarray:
+    """A grayscale image, or a one-line error naming the file."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise click.ClickException(f"cannot read image {path} listed in fer2013_original_labels.csv")
+    return image
+
+
 @click.command()
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--variant", default=None, help="Manifest variant (default: the manifest's).")
@@ -58,8 +66,7 @@ def main(model_dir: Path, variant: str | None, ferplus_root: Path, split: str, d
         seven = [name for name in labels if name != "contempt"]
         columns = [labels.index(name) for name in seven]
         # classify() resizes and converts colour exactly as the live runtime does.
-        crops = [cv2.cvtColor(cv2.imread(str(ferplus_root / split / image), cv2.IMREAD_GRAYSCALE),
-                              cv2.COLOR_GRAY2RGB) for image, _ in rows]
+        crops = [cv2.cvtColor(read_gray(ferplus_root / split / image), cv2.COLOR_GRAY2RGB) for image, _ in rows]
         probs = np.concatenate([classifier.classify(crops[i : i + 256]) for i in range(0, len(crops), 256)])
     predicted = [seven[i] for i in probs[:, columns].argmax(axis=1)]
     truth = [name for _, name in rows]

@@ -46,3 +46,11 @@ def test_pixel_table_matches_the_quantization_formula(classifier):
 def test_bad_crops_are_refused(classifier):
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         classifier.classify([np.zeros((10, 10), np.uint8)])
+
+
+def test_a_closed_classifier_says_so(tiny_model_dir):
+    model = EmotionClassifier.from_dir(tiny_model_dir, num_threads=1)
+    model.close()
+    model.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        model.classify(_crops(1))
