@@ -19,6 +19,7 @@ from PIL import Image
 from edge.errors import ConfigError, DataError
 from trainer import fer2013, ferplus, folders
 from trainer.config import CLASS_NAMES
+from trainer.data import detect_layout
 from trainer.images import BadFileLog, read_image
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,9 @@ class ConvertResult:
 
 
 def _detect(source: Path) -> str:
-    if ferplus.is_ferplus_root(source):
-        return "ferplus"
-    if fer2013.is_fer2013_csv(source):
-        return "fer2013_csv"
-    if folders.is_split_root(source):
-        return "folders"
+    layout = detect_layout(source)
+    if layout is not None:
+        return layout
     if source.is_dir():
         return "flat"
     raise DataError(f"{source}: not a FER+ root, fer2013.csv, split tree or class-folder tree")

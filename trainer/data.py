@@ -69,6 +69,17 @@ class SplitData:
         )
 
 
+def detect_layout(root: Path) -> str | None:
+    """``ferplus``, ``fer2013_csv`` or ``folders`` for a data root that looks like one, else None."""
+    if ferplus.is_ferplus_root(root):
+        return "ferplus"
+    if fer2013.is_fer2013_csv(root):
+        return "fer2013_csv"
+    if folders.is_split_root(root):
+        return "folders"
+    return None
+
+
 def detect_format(data: DataConfig) -> str:
     if data.data_dir is None:
         raise DataError("no data directory; pass --data-dir or set data.data_dir")
@@ -77,12 +88,9 @@ def detect_format(data: DataConfig) -> str:
         raise DataError(f"{root}: data directory does not exist")
     if data.format != "auto":
         return data.format
-    if ferplus.is_ferplus_root(root):
-        return "ferplus"
-    if fer2013.is_fer2013_csv(root):
-        return "fer2013_csv"
-    if folders.is_split_root(root):
-        return "folders"
+    layout = detect_layout(root)
+    if layout is not None:
+        return layout
     raise DataError(
         f"{root}: cannot tell the data layout; expected train/val/test class folders, a FER+ root "
         "(FER2013Train/label.csv) or a fer2013.csv file (set data.format to say which)"
