@@ -103,8 +103,8 @@ def to_array(image: Image.Image, color_mode: str) -> np.ndarray:
     return array
 
 
-def read_image(path: Path, color_mode: str, bad: BadFileLog) -> np.ndarray | None:
-    """Decode one file to uint8 HxWxC, or ``None`` when it is bad and skipped."""
+def _open_recorded(path: Path, bad: BadFileLog) -> Image.Image | None:
+    """The decoded image, or ``None`` when it is bad; ``bad`` records (or raises) either way."""
     try:
         image = _open(Path(path))
     except DataError as error:
@@ -112,19 +112,18 @@ def read_image(path: Path, color_mode: str, bad: BadFileLog) -> np.ndarray | Non
         return None
     if image.mode not in PLAIN_MODES:
         bad.converted[image.mode] += 1
-    return to_array(image, color_mode)
+    return image
+
+
+def read_image(path: Path, color_mode: str, bad: BadFileLog) -> np.ndarray | None:
+    """Decode one file to uint8 HxWxC, or ``None`` when it is bad and skipped."""
+    image = _open_recorded(path, bad)
+    return None if image is None else to_array(image, color_mode)
 
 
 def check_image(path: Path, bad: BadFileLog) -> bool:
     """True when TensorFlow will decode the file; bad files raise or are recorded."""
-    try:
-        image = _open(Path(path))
-    except DataError as error:
-        bad.bad(path, str(error).split(": ", 1)[1])
-        return False
-    if image.mode not in PLAIN_MODES:
-        bad.converted[image.mode] += 1
-    return True
+    return _open_recorded(path, bad) is not None
 
 
 def read_images(
