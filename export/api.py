@@ -89,13 +89,13 @@ def load_keras_model(model_path: Path) -> object:
         raise ConversionError(f"{model_path} is not a Keras model: a .keras file is a zip archive")
     import keras
 
+    custom_objects = export_data.trainer_custom_objects()
     try:
-        return keras.models.load_model(
-            model_path, custom_objects=export_data.trainer_custom_objects(), compile=False
-        )
+        model = keras.models.load_model(model_path, custom_objects=custom_objects, compile=False)
     except (ValueError, TypeError, KeyError, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConversionError(f"{model_path} cannot be loaded as a Keras model: {first_line}") from None
+    return export_data.float32_model(model, custom_objects)
 
 
 def model_io(model: object) -> tuple[tuple[int, int, int], int]:

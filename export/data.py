@@ -84,6 +84,16 @@ def trainer_custom_objects() -> dict[str, Any]:
     return dict(custom_objects())
 
 
+def float32_model(model, custom_objects: dict[str, Any]):
+    """``model`` rebuilt in float32 when it was saved mid-way through a mixed-precision run
+    (a checkpoint), so no bfloat16/float16 casts reach TFLite; unchanged otherwise."""
+    try:
+        from trainer.precision import float32_copy
+    except ImportError:
+        return model
+    return float32_copy(model, custom_objects)
+
+
 def find_training_config(model_path: Path, config_path: Path | None) -> Path | None:
     """``config_path`` when given (it must exist), else ``config.yaml`` beside the model if present."""
     if config_path is not None:

@@ -58,6 +58,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multiworker")  # see trainer.distribute
 MONITORS = ("val_accuracy", "val_loss")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # see trainer.precision
 
 SEED_ALIASES: dict[str, str] = {
     "NoOfClasses": "data.num_classes",
@@ -245,6 +246,7 @@ class TrainConfig:
     monitor: str = "val_accuracy"
     seed: int = 42
     strategy: str = "default"
+    precision: str = "float32"  # or mixed_bfloat16 (CPU with AMX/AVX512-BF16), mixed_float16 (GPU); saved models are float32
     logical_devices: int = 0  # mirrored only: split the CPU into N devices and mirror over them (0 = don't)
     run_dir: Path | None = None  # None = runs/<model.name>
     verbose: int = 1
@@ -255,6 +257,7 @@ class TrainConfig:
                f"early_stopping_patience must be >= 0; got {self.early_stopping_patience}")
         _choice("monitor", self.monitor, MONITORS)
         _choice("strategy", self.strategy, STRATEGIES)
+        _choice("precision", self.precision, PRECISIONS)
         _check(self.logical_devices >= 0, f"logical_devices must be >= 0; got {self.logical_devices}")
         _check(self.verbose in (0, 1, 2), f"verbose must be 0, 1 or 2; got {self.verbose}")
 

@@ -63,7 +63,7 @@ def build_lenet(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int
             layers.Dense(m.dense1_units, activation="relu", kernel_regularizer=reg, name="dense1"),
             layers.Dropout(m.dropout_rate, name="drop2"),
             layers.Dense(m.dense2_units, activation="relu", kernel_regularizer=reg, name="dense2"),
-            layers.Dense(num_classes, activation="softmax", name="probs"),
+            layers.Dense(num_classes, activation="softmax", name="probs", dtype="float32"),
         ],
         name="lenet",
     )
@@ -116,7 +116,7 @@ def build_vit(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     x = layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     x = layers.Dropout(m.dropout_rate, name="head_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="vit")
 
 

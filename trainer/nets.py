@@ -52,5 +52,5 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     x = layers.BatchNormalization(name="dense1_bn")(x)
     x = layers.ReLU(name="dense1_relu")(x)
     x = layers.Dropout(m.dropout_rate, name="head_drop")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probs", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="vgg")

@@ -199,9 +199,11 @@ def train(
     import keras
 
     from trainer import distribute
-    from trainer.callbacks import HISTORY_CSV, backup_epoch, default_callbacks, read_history
+    from trainer.callbacks import CHECKPOINT, HISTORY_CSV, backup_epoch, default_callbacks, read_history
     from trainer.data import load_datasets
     from trainer.evaluate import evaluate_model, load_model
+    from trainer.models import custom_objects
+    from trainer.precision import float32_copy, precision_policy
 
     if no_train and pretrained is None:
         raise ConfigError("--no-train needs --pretrained PATH (the model to evaluate)")
@@ -229,7 +231,7 @@ def train(
     if strategy.num_replicas_in_sync > 1:
         log.info("%d replicas in sync: global batch %d (data.batch_size %d per replica)",
                  strategy.num_replicas_in_sync, fit_batch_size, cfg.data.batch_size)
-    with strategy.scope():
+    with strategy.scope(), precision_policy(cfg.precision):
         model = build_and_compile(cfg, pretrained)
     history_csv = run_dir / HISTORY_CSV
     if not no_train:
@@ -241,8 +243,11 @@ def train(
         with distribute.report_lost_workers(cfg.strategy, run_dir):
             model.fit(datasets.train, validation_data=datasets.val, epochs=cfg.epochs,
                       callbacks=callbacks, verbose=cfg.verbose, shuffle=False)
+        model = float32_copy(model, custom_objects())  # what is saved, exported and evaluated
         model.save(run_dir / MODEL_KERAS)
         model.save(run_dir / MODEL_H5, include_optimizer=False)
+        if cfg.precision != "float32" and (run_dir / CHECKPOINT).is_file():
+            float32_copy(load_model(run_dir / CHECKPOINT), custom_objects()).save(run_dir / CHECKPOINT)
     history = read_history(history_csv)
     metrics: dict[str, Any] = {}
     if task.is_chief:  # the other workers of a multiworker run leave the evaluation to the chief
