@@ -29,6 +29,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import cv2
@@ -39,9 +40,9 @@ from edge.benchreport import BenchReport, StageStats, machine_info, process_thre
 from edge.detector import DetectorModelName, FaceDetectorOptions, _enum_value
 from edge.errors import ConfigError
 from edge.model_spec import ModelSpec
-from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
-from edge.sources import DECODE_AHEAD
-from edge.types import SourceKind
+from edge.pipeline import CLASSIFIER_THREADS, Pipeline, PipelineOptions, resolve_model_dir
+from edge.sources import DECODE_AHEAD, RUNTIME_OPENCV_THREADS, opencv_threads
+from edge.types import Frame, FrameResult, SourceKind
 
 STAGES = ("decode", "detect", "preprocess", "classify", "track", "draw", "encode", "events")
 MAX_FACES = 36
@@ -58,14 +59,15 @@ class BenchOptions:
     """What to benchmark. The defaults measure the core runtime, headless.
 
     ``source`` None is the sample clip (``benchclips.sample_clip``);
-    ``model_dir`` / ``variant`` / ``num_threads`` None mean what ``ers run``
-    uses; ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread). ``draw``, ``encode`` and ``events`` add the annotated video and
+    ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
+    model, the manifest's variant); ``num_threads`` is the emotion model's; ``decode_ahead`` is the video source's (0: decode in the pipeline's
+    thread); ``overlap`` decodes and detects the next frame on a worker thread
+    as ``ers run`` does (``Pipeline.frames_and_results``). ``draw``, ``encode`` and ``events`` add the annotated video and
     ``events.jsonl`` of ``ers run`` (written to a temporary folder).
     ``faces`` N benchmarks a clip whose frames hold N copies of the source's
     face. ``baseline`` also times decode + detect alone (the same source and
     detector objects, no classifier, tracking or outputs), on every other
-    frame, to show what the rest of the pipeline adds. ``fer`` compares with
+    frame (after the pipeline's frames with ``overlap``), to show what the rest of the pipeline adds. ``fer`` compares with
     the ``fer`` package on the same clip (None: when ``fer_python``, default
     this Python, can import it).
     """
@@ -73,9 +75,10 @@ class BenchOptions:
     source: Path | None = None
     model_dir: Path | None = None
     variant: str | None = None
-    num_threads: int | None = None
+    num_threads: int | None = CLASSIFIER_THREADS
     detector: DetectorModelName = DetectorModelName.SHORT
     decode_ahead: int = DECODE_AHEAD
+    overlap: bool = True
     frames: int = 300
     warmup_frames: int = 30
     draw: bool = False
@@ -114,7 +117,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     variant_name = next(name for name, value in spec.variants.items() if value is variant)
     detector_options = FaceDetectorOptions(model=options.detector).resolve(SourceKind.VIDEO)
     machine = machine_info()  # load average before the run starts
-    with tempfile.TemporaryDirectory(prefix="ers-bench-") as scratch_dir:
+    with opencv_threads(RUNTIME_OPENCV_THREADS), tempfile.TemporaryDirectory(prefix="ers-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
         clip_path = source
         if options.faces is not None:
@@ -122,7 +125,8 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         pipeline_options = PipelineOptions(
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads
         )
-        total = (options.warmup_frames + options.frames) * (2 if options.baseline else 1)  # baseline: every other
+        alternate = options.baseline and not options.overlap  # baseline on every other frame
+        total = (options.warmup_frames + options.frames) * (2 if alternate else 1)
         clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)
@@ -141,8 +145,11 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             f"the clip was played {len(clip.reopen_s) + 1} times; re-opening it "
             f"({1000.0 * float(np.mean(clip.reopen_s)):.1f} ms each) is not counted"
         )
-    if options.baseline:
+    if options.baseline and not options.overlap:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
+    if options.overlap:
+        notes.append("decode + detect of the next frame run on a worker thread beside the rest (--overlap); "
+                     "a frame's latency includes its wait for the main thread")
     if options.faces is not None and faces.mean() < 0.9 * options.faces:
         hint = "need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed"
         found = f"the detector found {faces.mean():.2f} of the {options.faces} tiled faces per frame"
@@ -164,6 +171,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "classifier_threads": options.num_threads,
             "detector": detector_options.model.value,
             "decode_ahead": options.decode_ahead,
+            "overlap": options.overlap,
             "frames": options.frames,
             "warmup_frames": options.warmup_frames,
             "draw": options.draw,
@@ -185,7 +193,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "cpu_ms_per_frame": round(1000.0 * cpu_s / options.frames, 4),
             "cores_busy": round(cpu_s / elapsed, 3) if elapsed > 0 else 0.0,
             "process_threads": threads,
-            "opencv_threads": cv2.getNumThreads(),
+            "opencv_threads": RUNTIME_OPENCV_THREADS,
         },
         fer=fer,
         notes=tuple(notes),
@@ -215,9 +223,12 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     """Run warm-up and timed frames: per-frame stage seconds, latency and faces, wall and CPU
     seconds, and (``options.baseline``) decode and detect seconds of the baseline frames.
 
-    With a baseline, frames alternate: one through the whole pipeline, the next
-    decoded and detected only, so both see the same load on a busy machine;
-    the pipeline's wall time is then the sum of its frames' latencies.
+    Sequentially, a baseline alternates frames: one through the whole pipeline,
+    the next decoded and detected only, so both see the same load on a busy
+    machine; the pipeline's wall time is then the sum of its frames'
+    latencies. With ``overlap`` the pipeline runs first and the baseline after
+    it, on frames of its own. The time spent re-opening the looped clip is
+    taken out of decode, latency and wall time.
     """
     from edge.sinks import JsonlSink, VideoFileSink
 
@@ -232,19 +243,13 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     video = VideoFileSink(scratch / "annotated.mp4", clip.fps) if options.draw or options.encode else None
     events = JsonlSink(scratch / "events.jsonl") if options.events else None
     draw, encode = options.draw, options.encode
-    detect = pipeline.detector.detect
-    iterator = iter(clip)
+    alternate = options.baseline and not options.overlap
+    timed = _timed_frames(pipeline, clip, options, baseline_seconds if alternate else None)
     elapsed = cpu_s = 0.0
     threads = 0
     try:
-        for index in range(-options.warmup_frames, frames):
-            if index == 0:
-                wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), sum(clip.reopen_s)
-            reopens = len(clip.reopen_s)
-            start = perf_counter()
-            frame = next(iterator)
-            decoded = perf_counter()
-            result = pipeline.process(frame)
+        wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+        for index, (frame, result) in enumerate(timed, -options.warmup_frames):
             processed = drawn = perf_counter()
             image = None
             if draw:
@@ -259,34 +264,80 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
                 events.write(frame, result)
                 written = perf_counter()
             if index >= 0:
-                reopen = sum(clip.reopen_s[reopens:])  # the file opened again inside next(): not decoding
+                reopen = clip.reopen_at.get(frame.index, 0.0)  # the file opened again: not decoding
                 row = stage_seconds[index]
-                row[0] = decoded - start - reopen
+                row[0] = timings["decode"] - reopen
                 row[1:5] = timings["detect"], timings["preprocess"], timings["classify"], timings["track"]
                 row[5:8] = drawn - processed, encoded - drawn, written - encoded
-                latency[index] = written - start - reopen
+                latency[index] = written - timings["started"] - reopen
                 faces[index] = len(result.faces)
-            if options.baseline:
-                reopens = len(clip.reopen_s)
-                start = perf_counter()
-                frame = next(iterator)
-                decoded = perf_counter()
-                detect(frame)
-                if index >= 0:
-                    baseline_seconds[index] = decoded - start - sum(clip.reopen_s[reopens:]), perf_counter() - decoded
-        elapsed = perf_counter() - wall_start - (sum(clip.reopen_s) - reopen_start)
+            if index == -1:  # the last warm-up frame is out: the timed frames start now
+                wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+        elapsed = perf_counter() - wall_start - (clip.reopen_total_s - reopen_start)
         cpu_s = time.process_time() - cpu_start
         threads = process_threads()
-        if options.baseline:
+        timed.close()
+        if alternate:
             elapsed = float(latency.sum())
             cpu_s *= elapsed / (elapsed + float(baseline_seconds.sum()))  # the pipeline's share, by time
+        elif options.baseline:
+            _time_baseline(pipeline, clip, baseline_seconds)
     finally:
+        timed.close()
         pipeline.timings = None
         if video is not None:
             video.close()
         if events is not None:
             events.close()
     return _Measured(stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds)
+
+
+def _timed_frames(
+    pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, alternate_baseline: np.ndarray | None
+) -> Iterator[tuple[Frame, FrameResult]]:
+    """The pipeline's ``(frame, result)`` pairs, with ``decode`` and ``started`` in its timings.
+
+    ``alternate_baseline`` (sequential runs only): after each pipeline frame,
+    decode and detect one more frame alone and record its seconds there.
+    """
+    if options.overlap:
+        yield from pipeline.frames_and_results(clip, overlap=True)
+        return
+    perf_counter = time.perf_counter
+    timings = pipeline.timings
+    iterator = iter(clip)
+    detect = pipeline.detector.detect
+    for index in range(-options.warmup_frames, options.frames):
+        started = perf_counter()
+        frame = next(iterator)
+        decoded = perf_counter()
+        result = pipeline.process(frame)
+        timings["decode"], timings["started"] = decoded - started, started
+        yield frame, result
+        if alternate_baseline is not None:
+            start = perf_counter()
+            frame = next(iterator)
+            decoded = perf_counter()
+            detect(frame)
+            if index >= 0:
+                reopen = clip.reopen_at.get(frame.index, 0.0)
+                alternate_baseline[index] = decoded - start - reopen, perf_counter() - decoded
+
+
+def _time_baseline(pipeline: Pipeline, clip: LoopedClip, seconds: np.ndarray) -> None:
+    """Decode and detect ``len(seconds)`` more frames of ``clip`` alone, one after the other."""
+    perf_counter = time.perf_counter
+    detect = pipeline.detector.detect
+    replay = LoopedClip(clip.path, len(seconds) + 1, decode_ahead=clip.decode_ahead,
+                        start_ms=clip.last_timestamp_ms + 1000)
+    iterator = iter(replay)
+    detect(next(iterator))  # opening the file: not timed
+    for index in range(len(seconds)):
+        start = perf_counter()
+        frame = next(iterator)
+        decoded = perf_counter()
+        detect(frame)
+        seconds[index] = decoded - start - replay.reopen_at.get(frame.index, 0.0), perf_counter() - decoded
 
 
 def _baseline_summary(seconds: np.ndarray) -> dict[str, Any]:

@@ -55,30 +55,33 @@ class LoopedClip:
 
     kind = SourceKind.VIDEO
 
-    def __init__(self, path: Path | str, frames: int, *, decode_ahead: int = DECODE_AHEAD) -> None:
+    def __init__(self, path: Path | str, frames: int, *, decode_ahead: int = DECODE_AHEAD, start_ms: int = 0) -> None:
         self.path = Path(path)
         self.frames = frames
+        self.start_ms = start_ms  # the first frame's timestamp: a replay continues after an earlier clip
+        self.last_timestamp_ms = start_ms
         self.decode_ahead = decode_ahead
         self.name = str(path)
         self.skipped_frames = 0
-        self.reopen_s: list[float] = []  # seconds spent opening the file again, one per loop
+        self.reopen_at: dict[int, float] = {}  # frame index -> seconds spent opening the file again before it
         with VideoFileSource(self.path, decode_ahead=0) as probe:  # fails early, with the source's own message
             self.fps = probe.fps
             self.frame_size = probe.frame_size
             self.frame_count = probe.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
-        produced, offset_ms, interval_ms = 0, 0, max(round(1000.0 / self.fps), 1)
+        produced, offset_ms, interval_ms = 0, self.start_ms, max(round(1000.0 / self.fps), 1)
         while produced < self.frames:
             start = time.perf_counter()
             source = VideoFileSource(self.path, decode_ahead=self.decode_ahead)
             if produced:
-                self.reopen_s.append(time.perf_counter() - start)
+                self.reopen_at[produced] = time.perf_counter() - start
             with source:
                 last_ms = None
                 for frame in source:
                     last_ms = frame.timestamp_ms
-                    yield Frame(frame.image_rgb, produced, frame.timestamp_ms + offset_ms)
+                    self.last_timestamp_ms = frame.timestamp_ms + offset_ms
+                    yield Frame(frame.image_rgb, produced, self.last_timestamp_ms)
                     produced += 1
                     if produced >= self.frames:
                         break
@@ -86,6 +89,15 @@ class LoopedClip:
             if last_ms is None:
                 raise SourceError(f"{self.path} gave no frame on a second pass")
             offset_ms += last_ms + interval_ms
+
+    @property
+    def reopen_s(self) -> list[float]:
+        """Seconds each re-opening of the file took, in order."""
+        return list(self.reopen_at.values())
+
+    @property
+    def reopen_total_s(self) -> float:
+        return sum(self.reopen_at.values())
 
     def close(self) -> None:
         pass

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edge.detector import DetectorModelName, FaceDetectorOptions
-from edge.pipeline import PipelineOptions
+from edge.pipeline import CLASSIFIER_THREADS, PipelineOptions
 from edge.runner import RunOptions, handle_sigterm
 from edge.runner import run as run_source
 from edge.sources import DECODE_AHEAD
@@ -76,7 +76,16 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
     help="Show a live window (q or Esc quits). Default: when a display is available.",
 )
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for the emotion model. Default: LiteRT's.")
+@click.option(
+    "--overlap/--no-overlap",
+    default=True,
+    show_default=True,
+    help="Decode and detect the next frame on a worker thread while this one is classified and written.",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=CLASSIFIER_THREADS, show_default=True,
+    help="Threads for the emotion model.",
+)
 def run(
     source: str,
     model_dir: Path | None,
@@ -90,6 +99,7 @@ def run(
     events: bool,
     display: bool | None,
     max_frames: int | None,
+    overlap: bool,
     threads: int | None,
 ) -> None:
     """Label every face in SOURCE: a webcam index (0), a stream URL, a video, an image or a folder.
@@ -112,6 +122,7 @@ def run(
         events=events,
         display=display,
         max_frames=max_frames,
+        overlap=overlap,
     )
     with handle_sigterm():
         report = run_source(source, options)
@@ -133,7 +144,10 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     help="Folder written by `ers export`. Default: the model shipped with ers.",
 )
 @click.option("--variant", type=click.Choice(_BENCH_VARIANTS), help="Model variant. Default: the manifest's.")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for the emotion model. Default: LiteRT's.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=CLASSIFIER_THREADS, show_default=True,
+    help="Threads for the emotion model.",
+)
 @click.option(
     "--detector", type=click.Choice(["short", "full"]), default="short", show_default=True, help="Face detector model."
 )
@@ -143,6 +157,12 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     default=DECODE_AHEAD,
     show_default=True,
     help="Frames decoded ahead on a thread of their own (0: decode in the pipeline's thread).",
+)
+@click.option(
+    "--overlap/--no-overlap",
+    default=True,
+    show_default=True,
+    help="Decode and detect the next frame on a worker thread while this one is classified, as `ers run` does.",
 )
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
 @click.option(
@@ -160,7 +180,8 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     "--baseline/--no-baseline",
     default=False,
     show_default=True,
-    help="Also time decode + detect alone (on alternate frames), to show what the rest of the pipeline adds.",
+    help="Also time decode + detect alone (after the pipeline; on alternate frames with --no-overlap), "
+    "to show what the rest of the pipeline adds.",
 )
 @click.option(
     "--fer/--no-fer",
@@ -181,6 +202,7 @@ def bench(
     threads: int | None,
     detector: str,
     decode_ahead: int,
+    overlap: bool,
     frames: int,
     warmup: int,
     draw: bool,
@@ -208,6 +230,7 @@ def bench(
         num_threads=threads,
         detector=detector,
         decode_ahead=decode_ahead,
+        overlap=overlap,
         frames=frames,
         warmup_frames=warmup,
         draw=draw,

@@ -34,7 +34,7 @@ from edge.sinks import (
     WindowSink,
     display_available,
 )
-from edge.sources import Source, open_source
+from edge.sources import RUNTIME_OPENCV_THREADS, Source, open_source, opencv_threads
 from edge.types import SourceKind, TrackSummary
 
 EVENTS_NAME = "events.jsonl"
@@ -68,7 +68,11 @@ def handle_sigterm() -> Iterator[None]:
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """Outputs of a run. ``display`` None shows a window when a display is available."""
+    """Outputs of a run. ``display`` None shows a window when a display is available.
+
+    ``overlap`` reads and detects the next frame on a worker thread while this
+    one is classified and written (``Pipeline.frames_and_results``).
+    """
 
     out_dir: Path
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
@@ -76,6 +80,7 @@ class RunOptions:
     events: bool = True
     display: bool | None = None
     max_frames: int | None = None
+    overlap: bool = True  # decode and detect the next frame on a worker thread (edge.overlap)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -170,7 +175,7 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SinkError(f"cannot create the output folder {out_dir}: {error}") from None
-    with open_source(source) as frames:
+    with opencv_threads(RUNTIME_OPENCV_THREADS), open_source(source) as frames:
         detector_options = options.pipeline.detector.resolve(frames.kind)
         pipeline_options = PipelineOptions(
             model_dir=model_dir,
@@ -207,8 +212,9 @@ def _run_loop(
         display = display_available() if options.display is None else options.display
         if display:
             sinks.append(stack.enter_context(WindowSink(f"ers: {source.name}")))
+        results = stack.enter_context(contextlib.closing(pipeline.frames_and_results(source, overlap=options.overlap)))
         try:
-            for result_count, (frame, result) in enumerate(_frames_and_results(source, pipeline), 1):
+            for result_count, (frame, result) in enumerate(results, 1):
                 for sink in sinks:
                     sink.write(frame, result)
                 if options.max_frames is not None and result_count >= options.max_frames:
@@ -241,11 +247,3 @@ def _run_loop(
     )
     report.save(out_dir / SUMMARY_NAME)
     return report
-
-
-def _frames_and_results(source: Source, pipeline: Pipeline) -> Iterator[tuple]:
-    independent = source.kind is SourceKind.IMAGES
-    for frame in source:
-        if independent:
-            pipeline.reset()
-        yield frame, pipeline.process(frame)

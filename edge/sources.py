@@ -20,8 +20,9 @@ picks the right one.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -40,9 +41,25 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 FALLBACK_FPS = 30.0
-DECODE_AHEAD = 0  # frames a video file source decodes ahead of its consumer on a thread of its own (0: none)
-_END = object()
+RUNTIME_OPENCV_THREADS = 1  # see opencv_threads
+DECODE_AHEAD = 2  # frames a video file source decodes ahead of its consumer on a thread of its own (0: none)
 IMAGE_INTERVAL_MS = 1000  # nominal spacing of image timestamps (one image per second)
+
+
+@contextlib.contextmanager
+def opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's thread pool set to ``count`` threads for the block, then restored.
+
+    ``ers run`` and ``ers bench`` use one: the runtime's OpenCV calls
+    (colour conversion, face crops, drawing) take tens of microseconds, less
+    than waking a second thread costs, and the other core is busy detecting.
+    """
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 @runtime_checkable
@@ -150,48 +167,15 @@ class VideoFileSource(ClosingContext):
             position += 1
 
     def _decoded_ahead(self) -> Iterator[Frame]:
-        """Frames from a decoder thread through a queue of ``decode_ahead`` frames."""
-        frames: queue.Queue = queue.Queue(maxsize=self.decode_ahead)
-        stop = self._stop
+        """Frames from a decoder thread (``edge.overlap.Ahead``), ``decode_ahead`` frames ahead."""
+        from edge.overlap import Ahead
 
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    frames.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def decode() -> None:
-            try:
-                for frame in self._decode():
-                    if not put(frame):
-                        return
-                put(_END)
-            except BaseException as error:  # handed to the consumer, raised there
-                put(error)
-
-        decoder = threading.Thread(target=decode, name=f"decode-{self.path.name}", daemon=True)
-        self._decoder = decoder
-        decoder.start()
+        ahead = Ahead(self._decode(), self.decode_ahead, f"decode-{self.path.name}", stop=self._stop)
+        self._decoder = ahead.thread
         try:
-            while True:
-                try:
-                    item = frames.get(timeout=0.1)
-                except queue.Empty:
-                    if decoder.is_alive() or not frames.empty():
-                        continue
-                    return  # stopped (closed, or iterated again) before the end marker
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            yield from ahead
         finally:
-            stop.set()
-            if decoder is not threading.current_thread():
-                decoder.join()
+            ahead.close()
 
     def close(self) -> None:
         stop = getattr(self, "_stop", None)

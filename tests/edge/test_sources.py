@@ -183,3 +183,14 @@ def test_decode_ahead_is_validated(five_frame_video):
 
     with pytest.raises(ConfigError, match="decode_ahead"):
         VideoFileSource(five_frame_video, decode_ahead=-1)
+
+
+def test_opencv_threads_is_set_for_the_block_and_restored():
+    import cv2
+
+    from edge.sources import opencv_threads
+
+    before = cv2.getNumThreads()
+    with opencv_threads(1):
+        assert cv2.getNumThreads() == 1
+    assert cv2.getNumThreads() == before
