@@ -349,4 +349,7 @@ class FaceDetector:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001  at interpreter exit mediapipe's module globals may already be gone
+            pass

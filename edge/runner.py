@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import time
 from collections.abc import Iterator
@@ -42,6 +43,8 @@ VIDEO_NAME = "annotated.mp4"
 IMAGES_DIR_NAME = "annotated"
 SUMMARY_NAME = "summary.json"
 
+logger = logging.getLogger(__name__)
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread by ``handle_sigterm`` to end a run cleanly."""
@@ -49,9 +52,18 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def handle_sigterm() -> Iterator[None]:
-    """While active, SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``) in the main thread."""
+    """While active, SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``) in the main thread.
+
+    Only the first one: a second SIGTERM while the run writes its outputs is
+    ignored, so the outputs are not cut short.
+    """
+    received: list[int] = []
 
     def _raise(signum: int, stack: object) -> None:
+        if received:
+            logger.warning("signal %d again: still writing the outputs", signum)
+            return
+        received.append(signum)
         raise Terminated(f"received signal {signum}")
 
     try:

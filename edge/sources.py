@@ -324,6 +324,7 @@ class ImageSource(ClosingContext):
         self.skipped_frames = 0
         self._strict = strict
         self._closed = False
+        self._read_ahead: dict[int, np.ndarray] = {}
 
     @classmethod
     def from_file(cls, path: Path | str) -> ImageSource:
@@ -331,9 +332,12 @@ class ImageSource(ClosingContext):
         path = Path(path)
         if not path.is_file():
             raise SourceError(f"image {path} does not exist")
-        if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
             raise SourceError(f"{path} cannot be read as an image (damaged, or not a format OpenCV reads)")
-        return cls([path], name=str(path), strict=True)
+        source = cls([path], name=str(path), strict=True)
+        source._read_ahead[0] = image  # decoded once: the check above is the first frame
+        return source
 
     @classmethod
     def from_dir(cls, folder: Path | str) -> ImageSource:
@@ -352,7 +356,9 @@ class ImageSource(ClosingContext):
         for index, path in enumerate(self.paths):
             if self._closed:
                 return
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image = self._read_ahead.pop(index, None)
+            if image is None:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 if self._strict:
                     raise SourceError(f"{path} cannot be read as an image")

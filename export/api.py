@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.classifier import EmotionClassifier
-from edge.errors import ConfigError, DataError
+from edge.errors import ConfigError, DataError, SinkError
 from edge.model_spec import ModelSpec, VariantSpec, sha256_of
 from export import data as export_data
 from export.convert import convert_to_tflite, save_saved_model
@@ -318,8 +318,11 @@ def export_model(
         _representative_set(options, training, input_shape) if options.needs_representative_data else None
     )
     reference = keras_probabilities(model, test.images)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    except OSError as error:
+        raise SinkError(f"cannot write the export folder {out_dir}: {error.strerror or error}") from None
     try:
         spec, report = _write_export(
             staging, model, model_path, options, test, reference, representative, input_shape

@@ -75,6 +75,17 @@ def test_sigterm_becomes_a_keyboard_interrupt_only_while_handled():
     assert issubclass(Terminated, KeyboardInterrupt)
 
 
+def test_a_second_sigterm_does_not_interrupt_the_finalisation():
+    finished = False
+    with pytest.raises(Terminated), handle_sigterm():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:  # what the runner does after the first: write every output
+            os.kill(os.getpid(), signal.SIGTERM)
+            finished = True
+    assert finished
+
+
 def test_sigterm_handling_ends_cleanly_when_the_previous_handler_was_set_outside_python(monkeypatch):
     installed = []
 

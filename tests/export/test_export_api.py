@@ -16,7 +16,7 @@ from export_testdata import CLASS_NAMES, make_images, write_class_folders
 from sklearn.metrics import f1_score, top_k_accuracy_score
 
 import export.api
-from edge.errors import ConfigError, DataError, ExportGateError
+from edge.errors import ConfigError, DataError, ErsError, ExportGateError
 from edge.model_spec import ModelSpec, sha256_of
 from export.api import export_model
 from export.convert import convert_to_tflite, save_saved_model
@@ -376,3 +376,9 @@ def test_a_real_trainer_model_and_config_export(tmp_path, dataset_dir):
     assert result.spec.labels == CLASS_NAMES
     assert result.report.variant("float32").agreement == 1.0  # BatchNorm/Dropout in inference mode
     assert result.report.variant("float32").max_abs_diff < 1e-4
+
+
+def test_an_unwritable_out_dir_is_a_clear_error(tmp_path, model_path, dataset_dir, fast_options):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(ErsError, match="a_file"):
+        export_model(model_path, tmp_path / "a_file" / "out", fast_options(dataset_dir, variants=("float16",)))
