@@ -12,6 +12,9 @@ tracker only by the caller.
 An exception in the worker (a broken file, a detector error) is raised again
 in the caller, in order, after the frames before it; stopping early (break,
 Ctrl+C, SIGTERM) stops the worker at its next frame.
+
+``Ahead`` is the general piece (any iterator on a worker thread); video
+files use it too, to decode ahead (``VideoFileSource(decode_ahead=N)``).
 """
 
 from __future__ import annotations
