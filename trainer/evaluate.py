@@ -152,7 +152,7 @@ def evaluate_model(model, dataset, class_names, out_dir: Path, *, history_csv: P
 
 
 def load_model(path: Path):
-    """Load a ``.keras`` or ``.h5`` model saved by this project."""
+    """Load a ``.keras`` or ``.h5`` model saved by this project, in float32."""
     import keras
 
     from trainer import models  # noqa: F401  (registers custom layers)
@@ -160,10 +160,13 @@ def load_model(path: Path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file does not exist")
+    from trainer.precision import float32_copy
+
     try:
-        return keras.models.load_model(path, custom_objects=models.custom_objects(), compile=False)
+        model = keras.models.load_model(path, custom_objects=models.custom_objects(), compile=False)
     except (ValueError, OSError) as error:
         raise DataError(f"{path}: cannot load the model ({error})") from None
+    return float32_copy(model, models.custom_objects())  # a mid-run mixed-precision checkpoint: as exported
 
 
 def evaluate(model_path: Path, cfg, split: str = "test", out_dir: Path | None = None) -> EvalReport:

@@ -247,7 +247,7 @@ def train(
         model.save(run_dir / MODEL_KERAS)
         model.save(run_dir / MODEL_H5, include_optimizer=False)
         if cfg.precision != "float32" and (run_dir / CHECKPOINT).is_file():
-            float32_copy(load_model(run_dir / CHECKPOINT), custom_objects()).save(run_dir / CHECKPOINT)
+            load_model(run_dir / CHECKPOINT).save(run_dir / CHECKPOINT)  # loaded in float32
     history = read_history(history_csv)
     metrics: dict[str, Any] = {}
     if task.is_chief:  # the other workers of a multiworker run leave the evaluation to the chief

@@ -60,3 +60,13 @@ def test_export_loads_a_mixed_checkpoint_as_float32(tmp_path: Path):
         build_model(cfg, cfg.data.input_shape, 8).save(tmp_path / "checkpoint.keras")
     assert is_mixed(keras.models.load_model(tmp_path / "checkpoint.keras", compile=False))
     assert not is_mixed(load_keras_model(tmp_path / "checkpoint.keras"))
+
+
+def test_evaluate_loads_a_mixed_checkpoint_as_float32(tmp_path: Path):
+    from trainer.evaluate import load_model
+
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 16, "color_mode": "grayscale"}})
+    with precision_policy("mixed_bfloat16"):
+        build_model(cfg, cfg.data.input_shape, 8).save(tmp_path / "checkpoint.keras")
+    assert not is_mixed(load_model(tmp_path / "checkpoint.keras"))
