@@ -378,7 +378,7 @@ def _run_fer(options: BenchOptions, clip: Path, scratch: Path) -> dict[str, Any]
     # Run as -c text from a scratch folder: by path, edge/ would come first on sys.path and
     # edge/types.py would hide the standard library's types module.
     code = _FER_RUNNER.read_text(encoding="utf-8")
-    command = [python, "-c", code, str(clip), str(options.fer_frames), "3"]
+    command = [python, "-c", code, str(Path(clip).resolve()), str(options.fer_frames), "3"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=scratch)
     lines = done.stdout.strip().splitlines()

@@ -211,8 +211,10 @@ def test_fer_side_by_side_runs_in_its_own_process(tmp_path, tiny_model_dir, monk
     monkeypatch.setattr(bench_module, "_FER_RUNNER", runner)
     monkeypatch.setattr(bench_module, "fer_available", lambda python=None: True)
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
+    monkeypatch.chdir(tmp_path)  # a relative clip path reaches fer, which runs in another folder, absolute
     report = benchmark(
-        BenchOptions(source=clip, model_dir=tiny_model_dir, frames=2, warmup_frames=0, fer=True, fer_frames=4)
+        BenchOptions(source=Path("clip.mp4"), model_dir=tiny_model_dir, frames=2, warmup_frames=0, fer=True,
+                     fer_frames=4)
     )
     assert report.fer["version"] == "fake" and report.fer["frames"] == 4 and report.fer["clip"] == str(clip)
     assert report.fer_ratio == pytest.approx(report.fps / 2.0)
