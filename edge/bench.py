@@ -27,9 +27,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import cv2
@@ -60,16 +60,18 @@ class BenchOptions:
 
     ``source`` None is the sample clip (``benchclips.sample_clip``);
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
-    model, the manifest's variant); ``num_threads`` is the emotion model's; ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread); ``overlap`` decodes and detects the next frame on a worker thread
-    as ``ers run`` does (``Pipeline.frames_and_results``). ``draw``, ``encode`` and ``events`` add the annotated video and
-    ``events.jsonl`` of ``ers run`` (written to a temporary folder).
-    ``faces`` N benchmarks a clip whose frames hold N copies of the source's
-    face. ``baseline`` also times decode + detect alone (the same source and
-    detector objects, no classifier, tracking or outputs), on every other
-    frame (after the pipeline's frames with ``overlap``), to show what the rest of the pipeline adds. ``fer`` compares with
-    the ``fer`` package on the same clip (None: when ``fer_python``, default
-    this Python, can import it).
+    model, the manifest's variant); ``num_threads`` is the emotion model's;
+    ``decode_ahead`` is the video source's (0: decode in the pipeline's
+    thread); ``overlap`` decodes and detects the next frame on a worker
+    thread as ``ers run`` does (``Pipeline.frames_and_results``). ``draw``,
+    ``encode`` and ``events`` add the annotated video and ``events.jsonl`` of
+    ``ers run`` (written to a temporary folder). ``faces`` N benchmarks a
+    clip whose frames hold N copies of the source's face. ``baseline`` also
+    times decode + detect alone (the same source and detector objects, no
+    classifier, tracking or outputs), on every other frame (after the
+    pipeline's frames with ``overlap``), to show what the rest of the
+    pipeline adds. ``fer`` compares with the ``fer`` package on the same clip
+    (None: when ``fer_python``, default this Python, can import it).
     """
 
     source: Path | None = None
@@ -315,29 +317,29 @@ def _timed_frames(
         timings["decode"], timings["started"] = decoded - started, started
         yield frame, result
         if alternate_baseline is not None:
-            start = perf_counter()
-            frame = next(iterator)
-            decoded = perf_counter()
-            detect(frame)
+            seconds = _decode_and_detect(iterator, detect, clip)
             if index >= 0:
-                reopen = clip.reopen_at.get(frame.index, 0.0)
-                alternate_baseline[index] = decoded - start - reopen, perf_counter() - decoded
+                alternate_baseline[index] = seconds
 
 
 def _time_baseline(pipeline: Pipeline, clip: LoopedClip, seconds: np.ndarray) -> None:
     """Decode and detect ``len(seconds)`` more frames of ``clip`` alone, one after the other."""
-    perf_counter = time.perf_counter
     detect = pipeline.detector.detect
     replay = LoopedClip(clip.path, len(seconds) + 1, decode_ahead=clip.decode_ahead,
                         start_ms=clip.last_timestamp_ms + 1000)
     iterator = iter(replay)
     detect(next(iterator))  # opening the file: not timed
     for index in range(len(seconds)):
-        start = perf_counter()
-        frame = next(iterator)
-        decoded = perf_counter()
-        detect(frame)
-        seconds[index] = decoded - start - replay.reopen_at.get(frame.index, 0.0), perf_counter() - decoded
+        seconds[index] = _decode_and_detect(iterator, detect, replay)
+
+
+def _decode_and_detect(iterator: Iterator[Frame], detect, clip: LoopedClip) -> tuple[float, float]:
+    """Seconds to decode the next frame (less any re-opening of ``clip``) and to detect its faces."""
+    start = time.perf_counter()
+    frame = next(iterator)
+    decoded = time.perf_counter()
+    detect(frame)
+    return decoded - start - clip.reopen_at.get(frame.index, 0.0), time.perf_counter() - decoded
 
 
 def _baseline_summary(seconds: np.ndarray) -> dict[str, Any]:

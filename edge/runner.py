@@ -224,7 +224,8 @@ def _run_loop(
         display = display_available() if options.display is None else options.display
         if display:
             sinks.append(stack.enter_context(WindowSink(f"ers: {source.name}")))
-        results = stack.enter_context(contextlib.closing(pipeline.frames_and_results(source, overlap=options.overlap)))
+        results = pipeline.frames_and_results(source, overlap=options.overlap)
+        stack.enter_context(contextlib.closing(results))  # stops the worker thread before the sinks close
         try:
             for result_count, (frame, result) in enumerate(results, 1):
                 for sink in sinks:

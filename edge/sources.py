@@ -21,7 +21,6 @@ picks the right one.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import threading
 import time
