@@ -42,10 +42,17 @@ def _float32_config(config: Any) -> Any:
     return config
 
 
+def _layers(layer) -> Iterator[Any]:
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from _layers(inner)
+
+
 def is_mixed(model) -> bool:
-    """Whether any layer of ``model`` computes in a dtype other than its variables'."""
+    """Whether any layer of ``model`` (nested models included) computes in a dtype other than
+    its variables'."""
     return any(layer.dtype_policy.compute_dtype != layer.dtype_policy.variable_dtype
-               for layer in model._flatten_layers(include_self=True))
+               for layer in _layers(model))
 
 
 def float32_copy(model, custom_objects: dict[str, Any] | None = None):

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from conftest import tiny_overrides
 from edge.cli import cli
+from edge.errors import ConfigError
 from trainer.config import TrainConfig
 from trainer.models import build_model
 from trainer.precision import float32_copy, is_mixed, precision_policy
@@ -47,26 +48,28 @@ def test_a_mixed_run_saves_float32_models(tmp_path: Path, class_folders: Path):
 
 
 def test_an_unknown_precision_is_a_clear_error():
-    with pytest.raises(Exception, match="precision"):
+    with pytest.raises(ConfigError, match="precision"):
         TrainConfig.from_dict({"precision": "bfloat8"})
 
 
-def test_export_loads_a_mixed_checkpoint_as_float32(tmp_path: Path):
-    from export.api import load_keras_model
-
+@pytest.fixture
+def mixed_checkpoint(tmp_path: Path) -> Path:
+    """A model saved while its layers compute in bfloat16, as ModelCheckpoint saves one mid-run."""
     cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
                                  "data": {"image_size": 16, "color_mode": "grayscale"}})
     with precision_policy("mixed_bfloat16"):
         build_model(cfg, cfg.data.input_shape, 8).save(tmp_path / "checkpoint.keras")
     assert is_mixed(keras.models.load_model(tmp_path / "checkpoint.keras", compile=False))
-    assert not is_mixed(load_keras_model(tmp_path / "checkpoint.keras"))
+    return tmp_path / "checkpoint.keras"
 
 
-def test_evaluate_loads_a_mixed_checkpoint_as_float32(tmp_path: Path):
+def test_export_loads_a_mixed_checkpoint_as_float32(mixed_checkpoint: Path):
+    from export.api import load_keras_model
+
+    assert not is_mixed(load_keras_model(mixed_checkpoint))
+
+
+def test_evaluate_loads_a_mixed_checkpoint_as_float32(mixed_checkpoint: Path):
     from trainer.evaluate import load_model
 
-    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
-                                 "data": {"image_size": 16, "color_mode": "grayscale"}})
-    with precision_policy("mixed_bfloat16"):
-        build_model(cfg, cfg.data.input_shape, 8).save(tmp_path / "checkpoint.keras")
-    assert not is_mixed(load_model(tmp_path / "checkpoint.keras"))
+    assert not is_mixed(load_model(mixed_checkpoint))
