@@ -55,7 +55,9 @@ class LoopedClip:
 
     kind = SourceKind.VIDEO
 
-    def __init__(self, path: Path | str, frames: int, *, decode_ahead: int = DECODE_AHEAD, start_ms: int = 0) -> None:
+    def __init__(
+        self, path: Path | str, frames: int, *, decode_ahead: int = DECODE_AHEAD, start_ms: int = 0
+    ) -> None:
         self.path = Path(path)
         self.frames = frames
         self.start_ms = start_ms  # the first frame's timestamp: a replay continues after an earlier clip

@@ -246,7 +246,7 @@ class TrainConfig:
     monitor: str = "val_accuracy"
     seed: int = 42
     strategy: str = "default"
-    precision: str = "float32"  # or mixed_bfloat16 (CPU with AMX/AVX512-BF16), mixed_float16 (GPU); saved models are float32
+    precision: str = "float32"  # mixed_bfloat16 (CPU with AMX/AVX512-BF16), mixed_float16 (GPU); files stay float32
     logical_devices: int = 0  # mirrored only: split the CPU into N devices and mirror over them (0 = don't)
     run_dir: Path | None = None  # None = runs/<model.name>
     verbose: int = 1

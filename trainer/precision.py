@@ -34,7 +34,8 @@ def precision_policy(name: str) -> Iterator[None]:
 def _float32_config(config: Any) -> Any:
     """``config`` with every mixed dtype policy replaced by float32."""
     if isinstance(config, dict):
-        if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith("mixed_"):
+        name = str(config.get("config", {}).get("name", "")) if config.get("class_name") == "DTypePolicy" else ""
+        if name.startswith("mixed_"):
             return {**config, "config": {**config["config"], "name": "float32"}}
         return {key: _float32_config(value) for key, value in config.items()}
     if isinstance(config, list):
