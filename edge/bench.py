@@ -92,6 +92,11 @@ class BenchOptions:
     fer_python: Path | None = None
     fer_frames: int = 20
 
+    @property
+    def alternate_baseline(self) -> bool:
+        """Whether the baseline runs on every other frame (sequential runs) rather than after them."""
+        return self.baseline and not self.overlap
+
     def __post_init__(self) -> None:
         for name in ("source", "model_dir", "fer_python"):
             if getattr(self, name) is not None:
@@ -127,8 +132,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         pipeline_options = PipelineOptions(
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads
         )
-        alternate = options.baseline and not options.overlap  # baseline on every other frame
-        total = (options.warmup_frames + options.frames) * (2 if alternate else 1)
+        total = (options.warmup_frames + options.frames) * (2 if options.alternate_baseline else 1)
         clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)
@@ -147,7 +151,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             f"the clip was played {len(clip.reopen_s) + 1} times; re-opening it "
             f"({1000.0 * float(np.mean(clip.reopen_s)):.1f} ms each) is not counted"
         )
-    if options.baseline and not options.overlap:
+    if options.alternate_baseline:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
     if options.overlap:
         notes.append("decode + detect of the next frame run on a worker thread beside the rest (--overlap); "
@@ -245,7 +249,7 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     video = VideoFileSink(scratch / "annotated.mp4", clip.fps) if options.draw or options.encode else None
     events = JsonlSink(scratch / "events.jsonl") if options.events else None
     draw, encode = options.draw, options.encode
-    alternate = options.baseline and not options.overlap
+    alternate = options.alternate_baseline
     timed = _timed_frames(pipeline, clip, options, baseline_seconds if alternate else None)
     elapsed = cpu_s = 0.0
     threads = 0
