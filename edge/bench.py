@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,7 +40,14 @@ from edge.benchreport import BenchReport, StageStats, machine_info, process_thre
 from edge.detector import DetectorModelName, FaceDetectorOptions, _enum_value
 from edge.errors import ConfigError
 from edge.model_spec import ModelSpec
-from edge.pipeline import CLASSIFIER_THREADS, Pipeline, PipelineOptions, resolve_model_dir
+from edge.pipeline import (
+    CLASSIFIER_THREADS,
+    DETECT_WORKERS,
+    Pipeline,
+    PipelineOptions,
+    overlap_for,
+    resolve_model_dir,
+)
 from edge.sources import DECODE_AHEAD, RUNTIME_OPENCV_THREADS, opencv_threads
 from edge.types import Frame, FrameResult, SourceKind
 
@@ -62,15 +69,17 @@ class BenchOptions:
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
     model, the manifest's variant); ``num_threads`` is the emotion model's;
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread); ``overlap`` decodes and detects the next frame on a worker
-    thread as ``ers run`` does (``Pipeline.frames_and_results``). ``draw``,
+    thread); ``overlap`` decodes and detects the next frames on
+    ``detect_workers`` worker threads (``Pipeline.frames_and_results``);
+    None picks as ``ers run`` does (``pipeline.overlap_for``): overlapped,
+    except ``realtime``, which plays a live source. ``draw``,
     ``encode`` and ``events`` add the annotated video and ``events.jsonl`` of
     ``ers run`` (written to a temporary folder). ``faces`` N benchmarks a
     clip whose frames hold N copies of the source's face. ``baseline`` also
     times decode + detect alone (the same source and detector objects, no
     classifier, tracking or outputs), on every other frame (after the
-    pipeline's frames with ``overlap``), to show what the rest of the
-    pipeline adds. ``fer`` compares with the ``fer`` package on the same clip
+    pipeline's frames and on the same worker threads with ``overlap``), to
+    show what the rest of the pipeline adds. ``fer`` compares with the ``fer`` package on the same clip
     (None: when ``fer_python``, default this Python, can import it).
     """
 
@@ -80,7 +89,8 @@ class BenchOptions:
     num_threads: int | None = CLASSIFIER_THREADS
     detector: DetectorModelName = DetectorModelName.SHORT
     decode_ahead: int = DECODE_AHEAD
-    overlap: bool = True
+    overlap: bool | None = None
+    detect_workers: int = DETECT_WORKERS
     frames: int = 300
     warmup_frames: int = 30
     draw: bool = False
@@ -91,11 +101,22 @@ class BenchOptions:
     fer: bool | None = None
     fer_python: Path | None = None
     fer_frames: int = 20
+    realtime: bool = False
+
+    @property
+    def overlapped(self) -> bool:
+        """``overlap``, or when None what ``ers run`` picks: overlapped unless frames come at camera rate."""
+        return overlap_for(SourceKind.LIVE if self.realtime else SourceKind.VIDEO, self.overlap)
+
+    @property
+    def detectors(self) -> int:
+        """Face detectors the pipeline runs: ``detect_workers`` when overlapped, else one."""
+        return self.detect_workers if self.overlapped else 1
 
     @property
     def alternate_baseline(self) -> bool:
         """Whether the baseline runs on every other frame (sequential runs) rather than after them."""
-        return self.baseline and not self.overlap
+        return self.baseline and not self.overlapped
 
     def __post_init__(self) -> None:
         for name in ("source", "model_dir", "fer_python"):
@@ -106,12 +127,16 @@ class BenchOptions:
         _whole("warmup_frames", self.warmup_frames, 0)
         _whole("fer_frames", self.fer_frames, 1)
         _whole("decode_ahead", self.decode_ahead, 0)
+        _whole("detect_workers", self.detect_workers, 1)
         if self.num_threads is not None:
             _whole("num_threads", self.num_threads, 1)
         if self.faces is not None:
             _whole("faces", self.faces, 1)
             if self.faces > MAX_FACES:
                 raise ConfigError(f"faces must be at most {MAX_FACES}; got {self.faces}")
+        if self.realtime and (self.baseline or self.fer):
+            raise ConfigError("realtime measures latency at the clip's frame rate; the baseline and fer "
+                              "compare frames per second: run them without realtime")
 
 
 def benchmark(options: BenchOptions | None = None) -> BenchReport:
@@ -130,14 +155,16 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         if options.faces is not None:
             clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
         pipeline_options = PipelineOptions(
-            model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads
+            model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads,
+            detect_workers=options.detectors,
         )
         total = (options.warmup_frames + options.frames) * (2 if options.alternate_baseline else 1)
-        clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead)
+        # Paced frames are decoded as they arrive: decoding ahead would hide it from their latency.
+        clip = LoopedClip(clip_path, total, decode_ahead=0 if options.realtime else options.decode_ahead)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path, scratch)
-    stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds = measured
+    stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds, baseline_wall_s = measured
     enabled = {"draw": options.draw, "encode": options.encode, "events": options.events}
     stages = tuple(
         StageStats.from_seconds(name, stage_seconds[:, index], enabled.get(name, True))
@@ -153,13 +180,17 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         )
     if options.alternate_baseline:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
-    if options.overlap:
-        notes.append("decode + detect of the next frame run on a worker thread beside the rest (--overlap); "
-                     "a frame's latency includes its wait for the main thread")
+    if options.overlapped:
+        workers = f"{options.detect_workers} detector threads" if options.detect_workers > 1 else "a worker thread"
+        notes.append(f"decode + detect of the next frames run on {workers} beside the rest (--overlap); "
+                     "a frame's latency includes its waits for the busy threads")
     if options.faces is not None and faces.mean() < 0.9 * options.faces:
         hint = "need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed"
         found = f"the detector found {faces.mean():.2f} of the {options.faces} tiled faces per frame"
         notes.append(f"{found}; smaller faces {hint}")
+    if options.realtime:
+        notes.append(f"frames arrive at the clip's {clip.fps:.1f} FPS, as a camera's do, and are decoded then: the "
+                     "frames per second are that rate, and each frame's latency runs from its arrival to its result")
     if clip.skipped_frames:
         notes.append(f"{clip.skipped_frames} undecodable frame(s) skipped")
     return BenchReport(
@@ -176,13 +207,15 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "quantization": variant.quantization,
             "classifier_threads": options.num_threads,
             "detector": detector_options.model.value,
-            "decode_ahead": options.decode_ahead,
-            "overlap": options.overlap,
+            "decode_ahead": clip.decode_ahead,
+            "overlap": options.overlapped,
+            "detect_workers": options.detectors,
             "frames": options.frames,
             "warmup_frames": options.warmup_frames,
             "draw": options.draw,
             "encode": options.encode,
             "events": options.events,
+            "realtime": options.realtime,
         },
         machine=machine,
         versions=versions(),
@@ -193,7 +226,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         elapsed_s=elapsed,
         faces_per_frame=float(faces.mean()),
         face_counts={int(count): int(number) for count, number in zip(counts, frequency)},
-        baseline=_baseline_summary(baseline_seconds) if options.baseline else None,
+        baseline=_baseline_summary(baseline_seconds, baseline_wall_s) if options.baseline else None,
         cpu={
             "cpu_s": round(cpu_s, 4),
             "cpu_ms_per_frame": round(1000.0 * cpu_s / options.frames, 4),
@@ -223,6 +256,7 @@ class _Measured(NamedTuple):
     cpu_s: float
     threads: int  # threads of the process while the pipeline runs
     baseline_seconds: np.ndarray  # (frames, 2): decode, detect of the baseline frames
+    baseline_wall_s: float  # wall time of the baseline frames
 
 
 def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratch: Path) -> _Measured:
@@ -250,8 +284,10 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     events = JsonlSink(scratch / "events.jsonl") if options.events else None
     draw, encode = options.draw, options.encode
     alternate = options.alternate_baseline
-    timed = _timed_frames(pipeline, clip, options, baseline_seconds if alternate else None)
-    elapsed = cpu_s = 0.0
+    arrivals: dict[int, float] | None = {} if options.realtime else None
+    frames_in = clip if arrivals is None else _paced(clip, clip.fps, arrivals)
+    timed = _timed_frames(pipeline, frames_in, clip, options, baseline_seconds if alternate else None)
+    elapsed = cpu_s = baseline_wall_s = 0.0
     threads = 0
     try:
         wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
@@ -272,10 +308,11 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
             if index >= 0:
                 reopen = clip.reopen_at.get(frame.index, 0.0)  # the file opened again: not decoding
                 row = stage_seconds[index]
-                row[0] = timings["decode"] - reopen
+                started = timings["started"] if arrivals is None else arrivals[frame.index]
+                row[0] = timings["started"] + timings["decode"] - started - reopen
                 row[1:5] = timings["detect"], timings["preprocess"], timings["classify"], timings["track"]
                 row[5:8] = drawn - processed, encoded - drawn, written - encoded
-                latency[index] = written - timings["started"] - reopen
+                latency[index] = written - started - reopen
                 faces[index] = len(result.faces)
             if index == -1:  # the last warm-up frame is out: the timed frames start now
                 wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
@@ -285,9 +322,10 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
         timed.close()
         if alternate:
             elapsed = float(latency.sum())
-            cpu_s *= elapsed / (elapsed + float(baseline_seconds.sum()))  # the pipeline's share, by time
+            baseline_wall_s = float(baseline_seconds.sum())
+            cpu_s *= elapsed / (elapsed + baseline_wall_s)  # the pipeline's share, by time
         elif options.baseline:
-            _time_baseline(pipeline, clip, baseline_seconds)
+            baseline_wall_s = _time_baseline(pipeline, clip, baseline_seconds)
     finally:
         timed.close()
         pipeline.timings = None
@@ -295,23 +333,47 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
             video.close()
         if events is not None:
             events.close()
-    return _Measured(stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds)
+    return _Measured(stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds, baseline_wall_s)
+
+
+def _paced(frames: Iterable[Frame], fps: float, arrivals: dict[int, float]) -> Iterator[Frame]:
+    """``frames`` arriving at ``fps`` as a camera's do, each read (decoded) only once it has arrived;
+    ``arrivals`` gets when each arrived, by frame index."""
+    interval = 1.0 / fps
+    iterator = iter(frames)
+    due = time.perf_counter()
+    while True:
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        arrived = time.perf_counter()
+        frame = next(iterator, None)
+        if frame is None:
+            return
+        arrivals[frame.index] = arrived
+        yield frame
+        due += interval
 
 
 def _timed_frames(
-    pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, alternate_baseline: np.ndarray | None
+    pipeline: Pipeline,
+    frames: Iterable[Frame],
+    clip: LoopedClip,
+    options: BenchOptions,
+    alternate_baseline: np.ndarray | None,
 ) -> Iterator[tuple[Frame, FrameResult]]:
-    """The pipeline's ``(frame, result)`` pairs, with ``decode`` and ``started`` in its timings.
+    """The pipeline's ``(frame, result)`` pairs for ``frames`` (those of ``clip``, maybe paced),
+    with ``decode`` and ``started`` in its timings.
 
     ``alternate_baseline`` (sequential runs only): after each pipeline frame,
     decode and detect one more frame alone and record its seconds there.
     """
-    if options.overlap:
-        yield from pipeline.frames_and_results(clip, overlap=True)
+    if options.overlapped:
+        yield from pipeline.frames_and_results(frames, overlap=True)
         return
     perf_counter = time.perf_counter
     timings = pipeline.timings
-    iterator = iter(clip)
+    iterator = iter(frames)
     detect = pipeline.detector.detect
     for index in range(-options.warmup_frames, options.frames):
         started = perf_counter()
@@ -326,15 +388,25 @@ def _timed_frames(
                 alternate_baseline[index] = seconds
 
 
-def _time_baseline(pipeline: Pipeline, clip: LoopedClip, seconds: np.ndarray) -> None:
-    """Decode and detect ``len(seconds)`` more frames of ``clip`` alone, one after the other."""
-    detect = pipeline.detector.detect
-    replay = LoopedClip(clip.path, len(seconds) + 1, decode_ahead=clip.decode_ahead,
+def _time_baseline(pipeline: Pipeline, clip: LoopedClip, seconds: np.ndarray) -> float:
+    """Decode and detect ``len(seconds)`` more frames of ``clip`` alone, the way the overlapped
+    pipeline does (on its worker threads, with all its detectors); returns their wall time."""
+    from edge.overlap import detected_ahead
+
+    detectors = pipeline.detectors
+    replay = LoopedClip(clip.path, len(seconds) + len(detectors), decode_ahead=clip.decode_ahead,
                         start_ms=clip.last_timestamp_ms + 1000)
-    iterator = iter(replay)
-    detect(next(iterator))  # opening the file: not timed
-    for index in range(len(seconds)):
-        seconds[index] = _decode_and_detect(iterator, detect, replay)
+    detects = [detector.detect for detector in detectors]
+    items = detected_ahead(replay, detects[0] if len(detects) == 1 else detects)
+    try:
+        for _ in detectors:  # opening the file and the first frame of each detector: not timed
+            next(items)
+        start, reopen_start = time.perf_counter(), replay.reopen_total_s
+        for index, item in zip(range(len(seconds)), items):
+            seconds[index] = item.decode_s - replay.reopen_at.get(item.frame.index, 0.0), item.detect_s
+        return time.perf_counter() - start - (replay.reopen_total_s - reopen_start)
+    finally:
+        items.close()
 
 
 def _decode_and_detect(iterator: Iterator[Frame], detect, clip: LoopedClip) -> tuple[float, float]:
@@ -346,10 +418,9 @@ def _decode_and_detect(iterator: Iterator[Frame], detect, clip: LoopedClip) -> t
     return decoded - start - clip.reopen_at.get(frame.index, 0.0), time.perf_counter() - decoded
 
 
-def _baseline_summary(seconds: np.ndarray) -> dict[str, Any]:
-    total = float(seconds.sum())
+def _baseline_summary(seconds: np.ndarray, wall_s: float) -> dict[str, Any]:
     return {
-        "fps": round(len(seconds) / total, 2) if total > 0 else 0.0,
+        "fps": round(len(seconds) / wall_s, 2) if wall_s > 0 else 0.0,
         "decode_ms": round(1000.0 * float(seconds[:, 0].mean()), 4),
         "detect_ms": round(1000.0 * float(seconds[:, 1].mean()), 4),
         "frame_ms_p50": round(1000.0 * float(np.percentile(seconds.sum(axis=1), 50)), 4),
@@ -370,7 +441,7 @@ def fer_available(python: Path | None = None) -> bool:
 
 def _run_fer(options: BenchOptions, clip: Path, scratch: Path) -> dict[str, Any] | None:
     """fer's numbers on ``clip``, in a separate process (fer imports TensorFlow); None when skipped."""
-    if options.fer is False:
+    if options.fer is False or options.realtime:
         return None
     available = fer_available(options.fer_python)
     if not available:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edge.detector import DetectorModelName, FaceDetectorOptions
-from edge.pipeline import CLASSIFIER_THREADS, PipelineOptions
+from edge.pipeline import CLASSIFIER_THREADS, DETECT_WORKERS, PipelineOptions
 from edge.runner import RunOptions, handle_sigterm
 from edge.runner import run as run_source
 from edge.sources import DECODE_AHEAD
@@ -78,9 +78,13 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
 @click.option(
     "--overlap/--no-overlap",
-    default=True,
-    show_default=True,
-    help="Decode and detect the next frame on a worker thread while this one is classified and written.",
+    default=None,
+    help="Decode and detect the next frames on worker threads while this one is classified and written: "
+    "more frames per second from files, more latency. Default: on for files, off for cameras and streams.",
+)
+@click.option(
+    "--detect-workers", type=click.IntRange(min=1), default=DETECT_WORKERS, show_default=True,
+    help="Face detectors, one thread each, that work on successive frames at once (with --overlap).",
 )
 @click.option(
     "--threads", type=click.IntRange(min=1), default=CLASSIFIER_THREADS, show_default=True,
@@ -99,7 +103,8 @@ def run(
     events: bool,
     display: bool | None,
     max_frames: int | None,
-    overlap: bool,
+    overlap: bool | None,
+    detect_workers: int,
     threads: int | None,
 ) -> None:
     """Label every face in SOURCE: a webcam index (0), a stream URL, a video, an image or a folder.
@@ -117,6 +122,7 @@ def run(
             ),
             smoothing=SmoothingOptions(alpha=smoothing_alpha),
             num_threads=threads,
+            detect_workers=detect_workers,
         ),
         video=video,
         events=events,
@@ -160,9 +166,13 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
 )
 @click.option(
     "--overlap/--no-overlap",
-    default=True,
-    show_default=True,
-    help="Decode and detect the next frame on a worker thread while this one is classified, as `ers run` does.",
+    default=None,
+    help="Decode and detect the next frames on worker threads while this one is classified, as `ers run` does "
+    "for files. Default: on, off with --realtime (as for a camera).",
+)
+@click.option(
+    "--detect-workers", type=click.IntRange(min=1), default=DETECT_WORKERS, show_default=True,
+    help="Face detectors, one thread each, that work on successive frames at once (with --overlap).",
 )
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
 @click.option(
@@ -194,6 +204,13 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     help="Python interpreter that has `fer` installed (default: this one).",
 )
 @click.option("--fer-frames", type=click.IntRange(min=1), default=20, show_default=True, help="Frames fer is timed on.")
+@click.option(
+    "--realtime/--no-realtime",
+    default=False,
+    show_default=True,
+    help="Hand frames over at the clip's own frame rate, as a camera does, and time each frame's latency "
+    "from its hand-over (the delay a live viewer sees). Frames per second are then the clip's rate.",
+)
 @click.option("--json", "json_path", help="Also write the report as JSON to this file (- for stdout only).")
 def bench(
     source: Path | None,
@@ -202,7 +219,8 @@ def bench(
     threads: int | None,
     detector: str,
     decode_ahead: int,
-    overlap: bool,
+    overlap: bool | None,
+    detect_workers: int,
     frames: int,
     warmup: int,
     draw: bool,
@@ -213,6 +231,7 @@ def bench(
     fer: bool | None,
     fer_python: Path | None,
     fer_frames: int,
+    realtime: bool,
     json_path: str | None,
 ) -> None:
     """Time the runtime on SOURCE (a video; default: the sample clip single_face.mp4), stage by stage.
@@ -231,6 +250,7 @@ def bench(
         detector=detector,
         decode_ahead=decode_ahead,
         overlap=overlap,
+        detect_workers=detect_workers,
         frames=frames,
         warmup_frames=warmup,
         draw=draw,
@@ -241,6 +261,7 @@ def bench(
         fer=fer,
         fer_python=fer_python,
         fer_frames=fer_frames,
+        realtime=realtime,
     )
     report = benchmark(options)
     if json_path == "-":

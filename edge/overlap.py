@@ -126,17 +126,128 @@ def _detect_each(
         yield Detected(frame, detections, started, decoded - started, perf_counter() - decoded)
 
 
+class DetectWorkers(Iterator[Detected]):
+    """Frames of one source detected by several workers at once, handed on in order.
+
+    Each worker owns one detector: it takes the next frame from the shared
+    source (one worker at a time, so every detector sees increasing
+    timestamps), detects it and files the result under the frame's place in
+    the stream; the consumer takes results in that order. At most ``depth``
+    results wait beyond the frames being detected. On two cores detection,
+    the largest stage, then runs on both while decoding and the consumer's
+    work fill the gaps.
+
+    Errors are raised in the consumer in stream order, after the frames before
+    them; ``close()`` stops the workers after their current frame.
+    """
+
+    def __init__(
+        self,
+        frames: Iterable[Frame],
+        detects: Sequence[Callable[[Frame], Sequence[FaceDetection]]],
+        depth: int = DEFAULT_DEPTH,
+    ) -> None:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a whole number of items >= 1; got {depth!r}")
+        if not detects:
+            raise ValueError("at least one detect function is needed")
+        self._frames = iter(frames)
+        self._take = threading.Lock()  # one worker reads the source at a time
+        self._changed = threading.Condition()  # guards the fields below
+        self._room = threading.Semaphore(depth + len(detects))  # frames taken and not yet handed on
+        self._stop = threading.Event()
+        self._filed: dict[int, Detected | _Failed] = {}
+        self._taken = 0  # frames taken from the source so far
+        self._end: int | None = None  # place of the first frame that will never come
+        self._next = 0  # place of the next frame to hand on
+        self.threads = [
+            threading.Thread(target=self._work, args=(detect,), name=f"ers-detect-{number}", daemon=True)
+            for number, detect in enumerate(detects)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _file(self, place: int, item: Detected | _Failed | None) -> None:
+        """File ``item`` at ``place``; None marks the end of the source there, a failure ends it after."""
+        with self._changed:
+            if item is not None:
+                self._filed[place] = item
+            if not isinstance(item, Detected):
+                last = place if item is None else place + 1
+                self._end = last if self._end is None else min(self._end, last)
+            self._changed.notify_all()
+
+    def _work(self, detect: Callable[[Frame], Sequence[FaceDetection]]) -> None:
+        while not self._stop.is_set() and self._end is None:
+            if not self._room.acquire(timeout=0.05):
+                continue
+            with self._take:
+                if self._stop.is_set() or self._end is not None:
+                    return
+                place = self._taken
+                started = perf_counter()
+                try:
+                    frame = next(self._frames, None)
+                except BaseException as error:  # raised in the consumer, in order
+                    self._file(place, _Failed(error))
+                    return
+                if frame is None:
+                    self._file(place, None)
+                    return
+                self._taken += 1
+            decoded = perf_counter()
+            try:
+                detections = detect(frame)
+            except BaseException as error:
+                self._file(place, _Failed(error))
+                return
+            self._file(place, Detected(frame, detections, started, decoded - started, perf_counter() - decoded))
+
+    def __next__(self) -> Detected:
+        with self._changed:
+            while self._next not in self._filed:
+                if self._end is not None and self._next >= self._end or self._stop.is_set():
+                    break
+                self._changed.wait(0.1)
+            item = self._filed.pop(self._next, None)
+            self._next += 1
+        if item is None:
+            self.close()
+            raise StopIteration
+        self._room.release()
+        if isinstance(item, _Failed):
+            self.close()
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stop the workers after their current frame and wait for them; safe to call twice."""
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(_JOIN_TIMEOUT_S)
+
+
 def detected_ahead(
     frames: Iterable[Frame],
-    detect: Callable[[Frame], Sequence[FaceDetection]],
+    detect: Callable[[Frame], Sequence[FaceDetection]] | Sequence[Callable[[Frame], Sequence[FaceDetection]]],
     depth: int = DEFAULT_DEPTH,
 ) -> Iterator[Detected]:
-    """``Detected`` items for every frame of ``frames``, read and detected on a worker thread."""
-    ahead = Ahead(_detect_each(frames, detect), depth, "ers-detect-ahead")
+    """``Detected`` items for every frame of ``frames``, read and detected on worker threads.
+
+    ``detect`` is one function (one worker) or one per worker (``DetectWorkers``),
+    each used only by its own worker.
+    """
+    if callable(detect):
+        ahead: Ahead[Detected] | DetectWorkers = Ahead(_detect_each(frames, detect), depth, "ers-detect-ahead")
+    else:
+        ahead = DetectWorkers(frames, detect, depth)
     try:
         yield from ahead
     finally:
         ahead.close()
 
 
-__all__ = ["Ahead", "Detected", "detected_ahead", "DEFAULT_DEPTH"]
+__all__ = ["Ahead", "Detected", "DetectWorkers", "detected_ahead", "DEFAULT_DEPTH"]

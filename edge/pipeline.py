@@ -13,7 +13,7 @@ owns them: use it as a context manager.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -30,6 +30,21 @@ from edge.types import FaceDetection, FaceResult, Frame, FrameResult, SourceKind
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "emotion"
 CLASSIFIER_THREADS = 1
+DETECT_WORKERS = 2  # detectors (one thread each) of an overlapped run: detection is the largest stage
+
+
+def overlap_for(kind: SourceKind | str, overlap: bool | None = None) -> bool:
+    """Whether a source of ``kind`` runs overlapped (``overlap`` None) or what was asked.
+
+    Files (video, images) are read as fast as the pipeline goes: overlapping
+    decode + detect with the rest keeps both cores busy. A camera or stream
+    delivers a frame every 33 ms or so, far slower than the pipeline: there
+    is nothing to overlap, and one thread hands each frame on soonest (no
+    thread hand-offs, warm caches).
+    """
+    if overlap is not None:
+        return overlap
+    return SourceKind(kind) is not SourceKind.LIVE
 
 
 def resolve_model_dir(model_dir: Path | str | None) -> Path:
@@ -56,7 +71,8 @@ class PipelineOptions:
     ``variant`` None means the manifest's default variant; ``num_threads``
     is the emotion model's (``CLASSIFIER_THREADS``: at 0.3 ms per face one
     thread is fastest and leaves the other core to decoding and detection;
-    None lets LiteRT choose).
+    None lets LiteRT choose); ``detect_workers`` is how many face detectors,
+    each on its own thread, an overlapped run uses (``Pipeline.frames_and_results``).
     """
 
     model_dir: Path | None = None
@@ -65,12 +81,15 @@ class PipelineOptions:
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     num_threads: int | None = CLASSIFIER_THREADS
+    detect_workers: int = DETECT_WORKERS
 
     def __post_init__(self) -> None:
         if self.model_dir is not None:
             object.__setattr__(self, "model_dir", Path(self.model_dir))
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ConfigError(f"num_threads must be a whole number >= 1 or None; got {self.num_threads!r}")
+        if isinstance(self.detect_workers, bool) or not isinstance(self.detect_workers, int) or self.detect_workers < 1:
+            raise ConfigError(f"detect_workers must be a whole number >= 1; got {self.detect_workers!r}")
 
 
 class Detector(Protocol):
@@ -102,6 +121,8 @@ class Pipeline:
 
     ``crop`` defaults to the classifier manifest's ``CropSpec``
     (``classifier.spec.crop``); pass it when the classifier has no spec.
+    ``extra_detectors`` (more instances like ``detector``) let an overlapped
+    run detect several frames at once, one detector per worker thread.
 
     ``timings``: set it to a dict and ``process`` records there the seconds
     each stage of the last frame took (``STAGES``: ``detect``, ``preprocess``
@@ -120,8 +141,10 @@ class Pipeline:
         smoother: ScoreSmoother | None = None,
         *,
         crop: CropSpec | None = None,
+        extra_detectors: Sequence[Detector] = (),
     ) -> None:
         self.detector = detector
+        self.detectors = (detector, *extra_detectors)
         self.classifier = classifier
         self.tracker = tracker or FaceTracker()
         self.smoother = smoother or ScoreSmoother()
@@ -144,18 +167,22 @@ class Pipeline:
         model_dir = resolve_model_dir(options.model_dir)
         with quiet_native_stderr():  # LiteRT announces its CPU delegate
             classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads)
+        detectors: list[FaceDetector] = []
         try:
-            detector = FaceDetector(options.detector.resolve(source_kind))
+            for _ in range(options.detect_workers):
+                detectors.append(FaceDetector(options.detector.resolve(source_kind)))
         except BaseException:
-            classifier.close()
+            for part in (*detectors, classifier):
+                part.close()
             raise
         pipeline = cls(
-            detector,
+            detectors[0],
             classifier,
             FaceTracker(options.tracking),
             ScoreSmoother(options.smoothing),
+            extra_detectors=detectors[1:],
         )
-        pipeline._owned = [detector, classifier]
+        pipeline._owned = [*detectors, classifier]
         return pipeline
 
     def process(self, frame: Frame) -> FrameResult:
@@ -169,9 +196,13 @@ class Pipeline:
             timings["detect"], start = now - start, now
         return self._finish(frame, detections, start)
 
-    def _checked_detect(self, frame: Frame) -> Sequence[FaceDetection]:
-        check_frame(frame)
-        return self.detector.detect(frame)
+    @staticmethod
+    def _checked(detector: Detector) -> Callable[[Frame], Sequence[FaceDetection]]:
+        def checked_detect(frame: Frame) -> Sequence[FaceDetection]:
+            check_frame(frame)
+            return detector.detect(frame)
+
+        return checked_detect
 
     def _finish(self, frame: Frame, detections: Sequence[FaceDetection], start: float) -> FrameResult:
         """Crop, classify, track and smooth the detected faces of ``frame``."""
@@ -248,9 +279,10 @@ class Pipeline:
         ``independent`` frames (default: true for an image source) share no
         tracks or smoothing: each starts from a reset tracker and smoother.
 
-        ``overlap`` reads and detects the next frame on a worker thread while
-        this one is classified and handed on (``edge.overlap``): more frames
-        per second on two or more cores, the same results in the same order.
+        ``overlap`` reads and detects the next frames on worker threads (one
+        per detector of ``detectors``) while this one is classified and handed
+        on (``edge.overlap``): more frames per second on two or more cores,
+        the same results in the same order.
         ``timings`` then also gets ``decode`` (reading the frame) and
         ``started`` (``perf_counter()`` when the frame was asked for).
         """
@@ -264,7 +296,8 @@ class Pipeline:
             return
         from edge.overlap import detected_ahead
 
-        for item in detected_ahead(frames, self._checked_detect):
+        detects = [self._checked(detector) for detector in self.detectors]
+        for item in detected_ahead(frames, detects[0] if len(detects) == 1 else detects):
             if independent:
                 self.reset()
             if self.timings is not None:

@@ -19,13 +19,13 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, SinkError
 from edge.model_spec import ModelSpec
-from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
+from edge.pipeline import Pipeline, PipelineOptions, overlap_for, resolve_model_dir
 from edge.sinks import (
     ImageDirSink,
     JsonlSink,
@@ -82,8 +82,11 @@ def handle_sigterm() -> Iterator[None]:
 class RunOptions:
     """Outputs of a run. ``display`` None shows a window when a display is available.
 
-    ``overlap`` reads and detects the next frame on a worker thread while this
-    one is classified and written (``Pipeline.frames_and_results``).
+    ``overlap`` reads and detects the next frames on worker threads
+    (``pipeline.detect_workers`` detectors) while this one is classified and
+    written (``Pipeline.frames_and_results``); without it one detector runs
+    in the caller's thread. None (the default) overlaps files and not
+    cameras or streams (``pipeline.overlap_for``).
     """
 
     out_dir: Path
@@ -92,7 +95,7 @@ class RunOptions:
     events: bool = True
     display: bool | None = None
     max_frames: int | None = None
-    overlap: bool = True  # decode and detect the next frame on a worker thread (edge.overlap)
+    overlap: bool | None = None  # None: overlapped for files, not for live sources (overlap_for)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -189,13 +192,12 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
         raise SinkError(f"cannot create the output folder {out_dir}: {error}") from None
     with opencv_threads(RUNTIME_OPENCV_THREADS), open_source(source) as frames:
         detector_options = options.pipeline.detector.resolve(frames.kind)
-        pipeline_options = PipelineOptions(
+        overlap = overlap_for(frames.kind, options.overlap)
+        pipeline_options = replace(
+            options.pipeline,
             model_dir=model_dir,
-            variant=options.pipeline.variant,
             detector=detector_options,
-            tracking=options.pipeline.tracking,
-            smoothing=options.pipeline.smoothing,
-            num_threads=options.pipeline.num_threads,
+            detect_workers=options.pipeline.detect_workers if overlap else 1,
         )
         with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
             variant_name = f"{variant.quantization} ({variant.file})"
@@ -224,7 +226,7 @@ def _run_loop(
         display = display_available() if options.display is None else options.display
         if display:
             sinks.append(stack.enter_context(WindowSink(f"ers: {source.name}")))
-        results = pipeline.frames_and_results(source, overlap=options.overlap)
+        results = pipeline.frames_and_results(source, overlap=overlap_for(source.kind, options.overlap))
         stack.enter_context(contextlib.closing(results))  # stops the worker thread before the sinks close
         try:
             for result_count, (frame, result) in enumerate(results, 1):

@@ -1,4 +1,4 @@
-"""Decode and detect ahead on a worker thread: same results, same order, errors and early stops handled."""
+"""Decode and detect ahead on worker threads: same results, same order, errors and early stops handled."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_testing import FakeClassifier, FakeDetector
-from edge.overlap import Ahead, detected_ahead
+from edge.overlap import Ahead, DetectWorkers, detected_ahead
 from edge.pipeline import Pipeline
 from edge.types import Frame
 
@@ -21,48 +21,98 @@ def _frames(count: int) -> list[Frame]:
     return [Frame(rng.integers(0, 255, (64, 96, 3), np.uint8), i, 40 * i) for i in range(count)]
 
 
-def _pipeline() -> Pipeline:
-    return Pipeline(FakeDetector(BOXES), FakeClassifier())
+def _pipeline(detectors: int = 1) -> Pipeline:
+    return Pipeline(FakeDetector(BOXES), FakeClassifier(),
+                    extra_detectors=[FakeDetector(BOXES) for _ in range(detectors - 1)])
 
 
-def test_overlap_gives_the_sequential_results_in_order():
+class RecordingDetector(FakeDetector):
+    """Notes the thread and frame of every call, and can be slowed down."""
+
+    def __init__(self, boxes, delay_s: float = 0.0) -> None:
+        super().__init__(boxes)
+        self.delay_s = delay_s
+        self.seen: list[tuple[str, int]] = []
+
+    def detect(self, frame):
+        self.seen.append((threading.current_thread().name, frame.timestamp_ms))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return super().detect(frame)
+
+
+@pytest.mark.parametrize("detectors", [1, 2, 3])
+def test_overlap_gives_the_sequential_results_in_order(detectors):
     frames = _frames(40)
     sequential = list(_pipeline().run(frames))
-    overlapped = _pipeline().frames_and_results(frames, overlap=True)
+    overlapped = _pipeline(detectors).frames_and_results(frames, overlap=True)
     pairs = list(overlapped)
     assert [frame.index for frame, _ in pairs] == list(range(40))
     assert [result for _, result in pairs] == sequential
 
 
 def test_overlap_detects_on_another_thread_and_times_decode():
-    seen: list[str] = []
-
-    class RecordingDetector(FakeDetector):
-        def detect(self, frame):
-            seen.append(threading.current_thread().name)
-            return super().detect(frame)
-
-    pipeline = Pipeline(RecordingDetector(BOXES), FakeClassifier())
+    detector = RecordingDetector(BOXES)
+    pipeline = Pipeline(detector, FakeClassifier())
     pipeline.timings = {}
     for _ in pipeline.run(_frames(3), overlap=True):
         assert {"decode", "detect", "preprocess", "classify", "track", "started"} <= set(pipeline.timings)
         assert pipeline.timings["started"] <= time.perf_counter()
-    assert set(seen) == {"ers-detect-ahead"}
+    assert {thread for thread, _ in detector.seen} == {"ers-detect-ahead"}
 
 
-def test_a_worker_error_is_raised_in_the_caller_after_the_frames_before_it():
+def test_several_detectors_share_the_frames_each_on_its_own_thread_in_time_order():
+    # Uneven delays make the workers overtake each other; results must still come in order.
+    detectors = [RecordingDetector(BOXES, delay_s=0.002 * (k + 1)) for k in range(3)]
+    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_detectors=detectors[1:])
+    results = list(pipeline.run(_frames(30), overlap=True))
+    assert [result.frame_index for result in results] == list(range(30))
+    assert sorted(stamp for d in detectors for _, stamp in d.seen) == [40 * i for i in range(30)]
+    for detector in detectors:
+        assert detector.seen, "every worker detects some frames"
+        assert len({thread for thread, _ in detector.seen}) == 1  # a detector stays on one thread
+        stamps = [stamp for _, stamp in detector.seen]
+        assert stamps == sorted(stamps)  # video mode needs increasing timestamps per detector
+    assert len({d.seen[0][0] for d in detectors}) == 3
+
+
+def test_without_overlap_only_the_first_detector_is_used():
+    detectors = [RecordingDetector(BOXES) for _ in range(2)]
+    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_detectors=detectors[1:])
+    list(pipeline.run(_frames(4)))
+    assert len(detectors[0].seen) == 4 and not detectors[1].seen
+
+
+@pytest.mark.parametrize("detectors", [1, 2])
+def test_a_source_error_is_raised_in_the_caller_after_the_frames_before_it(detectors):
     def frames():
         yield from _frames(3)
         raise OSError("the camera went away")
 
     results = []
     with pytest.raises(OSError, match="went away"):
-        for result in _pipeline().run(frames(), overlap=True):
+        for result in _pipeline(detectors).run(frames(), overlap=True):
             results.append(result)
     assert [result.frame_index for result in results] == [0, 1, 2]
 
 
-def test_stopping_early_stops_the_worker():
+def test_a_detector_error_is_raised_in_order_while_other_workers_go_on():
+    class FailingDetector(FakeDetector):
+        def detect(self, frame):
+            if frame.index == 5:
+                raise RuntimeError("detector broke on frame 5")
+            return super().detect(frame)
+
+    pipeline = Pipeline(FailingDetector(BOXES), FakeClassifier(), extra_detectors=[FailingDetector(BOXES)])
+    results = []
+    with pytest.raises(RuntimeError, match="frame 5"):
+        for result in pipeline.run(_frames(20), overlap=True):
+            results.append(result)
+    assert [result.frame_index for result in results] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("detectors", [1, 2])
+def test_stopping_early_stops_the_workers(detectors):
     produced = []
 
     def endless():
@@ -72,14 +122,14 @@ def test_stopping_early_stops_the_worker():
             yield Frame(np.zeros((64, 96, 3), np.uint8), index, index)
             index += 1
 
-    before = {thread.name for thread in threading.enumerate()}
-    results = _pipeline().run(endless(), overlap=True)
+    before = set(threading.enumerate())
+    results = _pipeline(detectors).run(endless(), overlap=True)
     for result in results:
         if result.frame_index == 5:
             break
     results.close()
-    assert "ers-detect-ahead" not in {thread.name for thread in threading.enumerate()} - before
-    assert len(produced) <= 5 + 1 + 3  # the worker is at most a couple of frames ahead
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("ers-detect")]
+    assert len(produced) <= 5 + 1 + 1 + detectors  # at most depth + one frame per worker ahead
 
 
 def test_ahead_stops_when_its_stop_event_is_set_from_outside():
@@ -91,6 +141,15 @@ def test_ahead_stops_when_its_stop_event_is_set_from_outside():
     assert not ahead.thread.is_alive()
 
 
-def test_depth_must_be_positive():
+@pytest.mark.parametrize("detect", [lambda frame: [], [lambda frame: []] * 2])
+def test_depth_must_be_positive(detect):
     with pytest.raises(ValueError, match="depth"):
-        list(detected_ahead([], lambda frame: [], depth=0))
+        list(detected_ahead([], detect, depth=0))
+
+
+def test_detect_workers_need_a_detect_function_and_end_cleanly_on_an_empty_source():
+    with pytest.raises(ValueError, match="at least one"):
+        DetectWorkers([], [])
+    workers = DetectWorkers([], [lambda frame: []] * 2)
+    assert list(workers) == []
+    assert not any(thread.is_alive() for thread in workers.threads)

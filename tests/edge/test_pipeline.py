@@ -101,7 +101,34 @@ def test_resolve_model_dir_without_a_shipped_model(tmp_path, monkeypatch):
 def test_pipeline_options_are_validated():
     with pytest.raises(ConfigError, match="num_threads"):
         PipelineOptions(num_threads=0)
+    for workers in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="detect_workers"):
+            PipelineOptions(detect_workers=workers)
     assert PipelineOptions(model_dir="some/dir").model_dir == Path("some/dir")
+
+
+@pytest.mark.parametrize(
+    ("kind", "asked", "expected"),
+    [
+        (SourceKind.VIDEO, None, True),
+        (SourceKind.IMAGES, None, True),
+        (SourceKind.LIVE, None, False),  # frames come at camera rate: one thread, least latency
+        ("live", True, True),
+        (SourceKind.VIDEO, False, False),
+    ],
+)
+def test_overlap_for_a_kind_of_source(kind, asked, expected):
+    assert pipeline_module.overlap_for(kind, asked) is expected
+
+
+def test_from_options_builds_one_detector_per_worker_and_closes_them(tiny_model_dir):
+    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, detect_workers=3)) as pipeline:
+        assert len(pipeline.detectors) == 3 and pipeline.detectors[0] is pipeline.detector
+        assert len({id(detector) for detector in pipeline.detectors}) == 3
+        results = list(pipeline.run((_frame(i) for i in range(6)), overlap=True))
+    assert [result.frame_index for result in results] == list(range(6))
+    with pytest.raises(RuntimeError, match="closed"):
+        pipeline.detectors[2].detect(_frame(7))
 
 
 def test_from_options_with_a_folder_without_manifest(tmp_path):
