@@ -2,7 +2,7 @@
 
 Defaults are the seed's ``Configuration`` dict (Model-3). Precedence is
 ``defaults < file < command line``. Field names are snake_case and grouped in
-sections (``data``, ``augment``, ``cutmix``, ``model``, ``optim``, plus a few
+sections (``data``, ``augment``, ``cutmix``, ``model``, ``optim``, ``distill``, plus a few
 top-level keys). A key can be written as
 
 * the dotted path: ``model.num_filters``;
@@ -233,6 +233,25 @@ class OptimConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DistillConfig:
+    """Knowledge distillation: train on a blend of the data's labels and trained teachers' predictions.
+
+    ``teachers`` are saved models (``.keras``/``.h5`` of this project, same input
+    and classes); their predictions on the training images, averaged over the
+    teachers (and over a horizontal flip with ``flip``), are computed once
+    before training and blended in: ``(1 - weight) * labels + weight * teachers``.
+    No teachers: off.
+    """
+
+    teachers: tuple[str, ...] = ()
+    weight: float = 0.5
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        _check(0 < self.weight <= 1, f"distill.weight must be in (0, 1]; got {self.weight}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Everything one training run needs; ``TrainConfig()`` is the seed's setup."""
 
@@ -241,6 +260,7 @@ class TrainConfig:
     cutmix: CutMixConfig = field(default_factory=CutMixConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     epochs: int = 25
     early_stopping_patience: int = 5  # 0 turns early stopping off
     monitor: str = "val_accuracy"
@@ -293,6 +313,7 @@ SECTIONS: dict[str, type] = {
     "cutmix": CutMixConfig,
     "model": ModelConfig,
     "optim": OptimConfig,
+    "distill": DistillConfig,
 }
 
 

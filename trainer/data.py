@@ -271,6 +271,10 @@ def load_datasets(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS, *,
     times the replicas); the test pipeline keeps ``data.batch_size``.
     """
     loaded = validate_data(cfg.data, splits)
+    if "train" in loaded and cfg.distill.teachers:
+        from trainer.distill import with_teacher_labels
+
+        loaded["train"] = with_teacher_labels(cfg, loaded["train"])
     fit_cfg = cfg
     if fit_batch_size is not None and fit_batch_size != cfg.data.batch_size:
         fit_cfg = replace(cfg, data=replace(cfg.data, batch_size=fit_batch_size))

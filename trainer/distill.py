@@ -1,0 +1,61 @@
+"""Teacher labels for knowledge distillation (``distill`` in the config).
+
+A student learns more from a stronger model's full output distribution than
+from the data's labels alone ("dark knowledge": which wrong classes are
+nearly right). The teachers here are models this project already trained; on
+a 2-core CPU there is no time to run them beside every training step, so
+their predictions on the (un-augmented) training images are computed once,
+averaged over the teachers and, with ``flip``, over each image and its mirror
+image (the augmentation flips images, so a flip-averaged target fits either
+view), and blended into the split's labels before the pipeline is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ConfigError
+from trainer.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def teacher_predictions(cfg: TrainConfig, split) -> np.ndarray:
+    """Mean class probabilities (N, C) of ``cfg.distill.teachers`` on ``split``'s images, in order."""
+    import tensorflow as tf
+
+    from trainer.data import make_dataset
+    from trainer.evaluate import load_model
+
+    images = make_dataset(split, cfg, training=False).map(lambda x, y: x)  # same order, no augmentation
+    total = np.zeros((len(split), cfg.data.num_classes), np.float64)
+    views = 0
+    for path in cfg.distill.teachers:
+        teacher = load_model(Path(path))
+        if tuple(teacher.input_shape[1:]) != cfg.data.input_shape or teacher.output_shape[-1] != cfg.data.num_classes:
+            raise ConfigError(
+                f"teacher {path} takes {tuple(teacher.input_shape[1:])} with {teacher.output_shape[-1]} outputs; "
+                f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
+            )
+        batches = [images, images.map(tf.image.flip_left_right)] if cfg.distill.flip else [images]
+        for batch in batches:
+            total += teacher.predict(batch, verbose=0)
+            views += 1
+        log.info("teacher %s: predictions for %d training images", path, len(split))
+    return (total / views).astype(np.float32)
+
+
+def with_teacher_labels(cfg: TrainConfig, split):
+    """``split`` with its labels blended with the teachers' predictions (unchanged without teachers)."""
+    if not cfg.distill.teachers:
+        return split
+    weight = cfg.distill.weight
+    teachers = teacher_predictions(cfg, split)
+    agreement = float((teachers.argmax(axis=1) == split.majority).mean())
+    log.info("teachers agree with %.1f%% of the training labels' majority; blend weight %.2f",
+             100.0 * agreement, weight)
+    return replace(split, labels=((1.0 - weight) * split.labels + weight * teachers).astype(np.float32))
