@@ -42,7 +42,7 @@ from edge.errors import ConfigError
 from edge.model_spec import ModelSpec
 from edge.pipeline import (
     CLASSIFIER_THREADS,
-    DETECT_WORKERS,
+    WORKERS,
     Pipeline,
     PipelineOptions,
     overlap_for,
@@ -70,7 +70,7 @@ class BenchOptions:
     model, the manifest's variant); ``num_threads`` is the emotion model's;
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
     thread); ``overlap`` decodes and detects the next frames on
-    ``detect_workers`` worker threads (``Pipeline.frames_and_results``);
+    ``workers`` worker threads (``Pipeline.frames_and_results``);
     None picks as ``ers run`` does (``pipeline.overlap_for``): overlapped,
     except ``realtime``, which plays a live source. ``draw``,
     ``encode`` and ``events`` add the annotated video and ``events.jsonl`` of
@@ -90,7 +90,7 @@ class BenchOptions:
     detector: DetectorModelName = DetectorModelName.SHORT
     decode_ahead: int = DECODE_AHEAD
     overlap: bool | None = None
-    detect_workers: int = DETECT_WORKERS
+    workers: int = WORKERS
     frames: int = 300
     warmup_frames: int = 30
     draw: bool = False
@@ -109,9 +109,9 @@ class BenchOptions:
         return overlap_for(SourceKind.LIVE if self.realtime else SourceKind.VIDEO, self.overlap)
 
     @property
-    def detectors(self) -> int:
-        """Face detectors the pipeline runs: ``detect_workers`` when overlapped, else one."""
-        return self.detect_workers if self.overlapped else 1
+    def worker_count(self) -> int:
+        """Worker threads the pipeline runs: ``workers`` when overlapped, else none but the caller."""
+        return self.workers if self.overlapped else 1
 
     @property
     def alternate_baseline(self) -> bool:
@@ -127,7 +127,7 @@ class BenchOptions:
         _whole("warmup_frames", self.warmup_frames, 0)
         _whole("fer_frames", self.fer_frames, 1)
         _whole("decode_ahead", self.decode_ahead, 0)
-        _whole("detect_workers", self.detect_workers, 1)
+        _whole("workers", self.workers, 1)
         if self.num_threads is not None:
             _whole("num_threads", self.num_threads, 1)
         if self.faces is not None:
@@ -156,7 +156,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
         pipeline_options = PipelineOptions(
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads,
-            detect_workers=options.detectors,
+            workers=options.worker_count,
         )
         total = (options.warmup_frames + options.frames) * (2 if options.alternate_baseline else 1)
         # Paced frames are decoded as they arrive: decoding ahead would hide it from their latency.
@@ -181,9 +181,9 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     if options.alternate_baseline:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
     if options.overlapped:
-        workers = f"{options.detect_workers} detector threads" if options.detect_workers > 1 else "a worker thread"
-        notes.append(f"decode + detect of the next frames run on {workers} beside the rest (--overlap); "
-                     "a frame's latency includes its waits for the busy threads")
+        workers = f"{options.workers} worker threads" if options.workers > 1 else "a worker thread"
+        notes.append(f"decode, detect and classify of the next frames run on {workers} beside tracking "
+                     "(--overlap); a frame's latency includes its waits for the busy threads")
     if options.faces is not None and faces.mean() < 0.9 * options.faces:
         hint = "need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed"
         found = f"the detector found {faces.mean():.2f} of the {options.faces} tiled faces per frame"
@@ -209,7 +209,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "detector": detector_options.model.value,
             "decode_ahead": clip.decode_ahead,
             "overlap": options.overlapped,
-            "detect_workers": options.detectors,
+            "workers": options.worker_count,
             "frames": options.frames,
             "warmup_frames": options.warmup_frames,
             "draw": options.draw,
@@ -391,19 +391,18 @@ def _timed_frames(
 def _time_baseline(pipeline: Pipeline, clip: LoopedClip, seconds: np.ndarray) -> float:
     """Decode and detect ``len(seconds)`` more frames of ``clip`` alone, the way the overlapped
     pipeline does (on its worker threads, with all its detectors); returns their wall time."""
-    from edge.overlap import detected_ahead
+    from edge.overlap import processed_ahead
 
-    detectors = pipeline.detectors
-    replay = LoopedClip(clip.path, len(seconds) + len(detectors), decode_ahead=clip.decode_ahead,
+    detects = [detector.detect for detector, _ in pipeline.workers]
+    replay = LoopedClip(clip.path, len(seconds) + len(detects), decode_ahead=clip.decode_ahead,
                         start_ms=clip.last_timestamp_ms + 1000)
-    detects = [detector.detect for detector in detectors]
-    items = detected_ahead(replay, detects[0] if len(detects) == 1 else detects)
+    items = processed_ahead(replay, detects[0] if len(detects) == 1 else detects)
     try:
-        for _ in detectors:  # opening the file and the first frame of each detector: not timed
+        for _ in detects:  # opening the file and the first frame of each detector: not timed
             next(items)
         start, reopen_start = time.perf_counter(), replay.reopen_total_s
         for index, item in zip(range(len(seconds)), items):
-            seconds[index] = item.decode_s - replay.reopen_at.get(item.frame.index, 0.0), item.detect_s
+            seconds[index] = item.decode_s - replay.reopen_at.get(item.frame.index, 0.0), item.work_s
         return time.perf_counter() - start - (replay.reopen_total_s - reopen_start)
     finally:
         items.close()

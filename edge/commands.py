@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edge.detector import DetectorModelName, FaceDetectorOptions
-from edge.pipeline import CLASSIFIER_THREADS, DETECT_WORKERS, PipelineOptions
+from edge.pipeline import CLASSIFIER_THREADS, WORKERS, PipelineOptions
 from edge.runner import RunOptions, handle_sigterm
 from edge.runner import run as run_source
 from edge.sources import DECODE_AHEAD
@@ -79,12 +79,13 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 @click.option(
     "--overlap/--no-overlap",
     default=None,
-    help="Decode and detect the next frames on worker threads while this one is classified and written: "
+    help="Decode, detect and classify the next frames on worker threads while this one is written: "
     "more frames per second from files, more latency. Default: on for files, off for cameras and streams.",
 )
 @click.option(
-    "--detect-workers", type=click.IntRange(min=1), default=DETECT_WORKERS, show_default=True,
-    help="Face detectors, one thread each, that work on successive frames at once (with --overlap).",
+    "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
+    help="Frames detected and classified at once (with --overlap), each on a thread with its own "
+    "detector and classifier.",
 )
 @click.option(
     "--threads", type=click.IntRange(min=1), default=CLASSIFIER_THREADS, show_default=True,
@@ -104,7 +105,7 @@ def run(
     display: bool | None,
     max_frames: int | None,
     overlap: bool | None,
-    detect_workers: int,
+    workers: int,
     threads: int | None,
 ) -> None:
     """Label every face in SOURCE: a webcam index (0), a stream URL, a video, an image or a folder.
@@ -122,7 +123,7 @@ def run(
             ),
             smoothing=SmoothingOptions(alpha=smoothing_alpha),
             num_threads=threads,
-            detect_workers=detect_workers,
+            workers=workers,
         ),
         video=video,
         events=events,
@@ -167,12 +168,13 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
 @click.option(
     "--overlap/--no-overlap",
     default=None,
-    help="Decode and detect the next frames on worker threads while this one is classified, as `ers run` does "
+    help="Decode, detect and classify the next frames on worker threads, as `ers run` does "
     "for files. Default: on, off with --realtime (as for a camera).",
 )
 @click.option(
-    "--detect-workers", type=click.IntRange(min=1), default=DETECT_WORKERS, show_default=True,
-    help="Face detectors, one thread each, that work on successive frames at once (with --overlap).",
+    "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
+    help="Frames detected and classified at once (with --overlap), each on a thread with its own "
+    "detector and classifier.",
 )
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
 @click.option(
@@ -220,7 +222,7 @@ def bench(
     detector: str,
     decode_ahead: int,
     overlap: bool | None,
-    detect_workers: int,
+    workers: int,
     frames: int,
     warmup: int,
     draw: bool,
@@ -250,7 +252,7 @@ def bench(
         detector=detector,
         decode_ahead=decode_ahead,
         overlap=overlap,
-        detect_workers=detect_workers,
+        workers=workers,
         frames=frames,
         warmup_frames=warmup,
         draw=draw,

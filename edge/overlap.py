@@ -1,17 +1,18 @@
-"""Decode and detect the next frame on a worker thread while this one is classified.
+"""Work on the next frames on worker threads while this one is tracked and handed on.
 
-On two cores the sequential loop leaves one idle: decode + detect take about
-1.9 ms of a 2.5 ms frame, the classifier, tracking and sinks the rest. With
-``detected_ahead`` a worker thread reads the source and runs the face
-detector (both release the GIL: OpenCV's decoder and mediapipe's C calls),
-handing ``Detected`` frames through a queue of ``depth`` items to the caller,
-which crops, classifies (LiteRT also releases the GIL), tracks and writes.
-Frames keep their order; the detector is only ever used by the worker, the
-tracker only by the caller.
+On two cores the sequential loop leaves one idle. With ``processed_ahead``
+worker threads read the source and run the per-frame work that needs no
+state from earlier frames (``Pipeline``: detect, crop, classify; all release
+the GIL: OpenCV's decoder, mediapipe's C calls, LiteRT), handing
+``Processed`` frames to the caller, which runs what does depend on earlier
+frames (tracking, smoothing) and writes the outputs. With several workers
+(``OrderedWorkers``) each owns its stages, takes the next frame of the shared
+source in turn and files its result under the frame's place in the stream:
+the caller gets them in order.
 
-An exception in the worker (a broken file, a detector error) is raised again
+An exception in a worker (a broken file, a detector error) is raised again
 in the caller, in order, after the frames before it; stopping early (break,
-Ctrl+C, SIGTERM) stops the worker at its next frame.
+Ctrl+C, SIGTERM) stops the workers at their next frame.
 
 ``Ahead`` is the general piece (any iterator on a worker thread); video
 files use it too, to decode ahead (``VideoFileSource(decode_ahead=N)``).
@@ -23,23 +24,23 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from time import perf_counter
-from typing import NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
-from edge.types import FaceDetection, Frame
+from edge.types import Frame
 
-DEFAULT_DEPTH = 1  # one frame waiting: enough to keep both threads busy, the least added latency
+DEFAULT_DEPTH = 1  # one frame waiting beyond those in work: keeps the threads busy, adds the least latency
 _JOIN_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
 
-class Detected(NamedTuple):
-    """A frame as the worker hands it over, with when and how long it took."""
+class Processed(NamedTuple, Generic[T]):
+    """A frame as a worker hands it over: what the work gave, and when and how long it took."""
 
     frame: Frame
-    detections: Sequence[FaceDetection]
+    value: T  # what the work function returned for the frame
     started: float  # perf_counter() when the worker asked the source for the frame
     decode_s: float
-    detect_s: float
+    work_s: float
 
 
 class _Failed(NamedTuple):
@@ -47,6 +48,11 @@ class _Failed(NamedTuple):
 
 
 _END = object()
+
+
+def _check_depth(depth: int) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a whole number of items >= 1; got {depth!r}")
 
 
 class Ahead(Iterator[T]):
@@ -59,8 +65,7 @@ class Ahead(Iterator[T]):
     """
 
     def __init__(self, items: Iterator[T], depth: int, name: str, stop: threading.Event | None = None) -> None:
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a whole number of items >= 1; got {depth!r}")
+        _check_depth(depth)
         self._items = items
         self._handoff: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = stop if stop is not None else threading.Event()
@@ -112,9 +117,7 @@ class Ahead(Iterator[T]):
             self.thread.join(_JOIN_TIMEOUT_S)
 
 
-def _detect_each(
-    frames: Iterable[Frame], detect: Callable[[Frame], Sequence[FaceDetection]]
-) -> Iterator[Detected]:
+def _process_each(frames: Iterable[Frame], work: Callable[[Frame], T]) -> Iterator[Processed[T]]:
     iterator = iter(frames)
     while True:
         started = perf_counter()
@@ -122,62 +125,56 @@ def _detect_each(
         if frame is None:
             return
         decoded = perf_counter()
-        detections = detect(frame)
-        yield Detected(frame, detections, started, decoded - started, perf_counter() - decoded)
+        value = work(frame)
+        yield Processed(frame, value, started, decoded - started, perf_counter() - decoded)
 
 
-class DetectWorkers(Iterator[Detected]):
-    """Frames of one source detected by several workers at once, handed on in order.
+class OrderedWorkers(Iterator[Processed[T]]):
+    """Frames of one source worked on by several workers at once, handed on in order.
 
-    Each worker owns one detector: it takes the next frame from the shared
-    source (one worker at a time, so every detector sees increasing
-    timestamps), detects it and files the result under the frame's place in
-    the stream; the consumer takes results in that order. At most ``depth``
-    results wait beyond the frames being detected. On two cores detection,
-    the largest stage, then runs on both while decoding and the consumer's
-    work fill the gaps.
+    Each worker has its own work function (and the stages it uses): it takes
+    the next frame from the shared source (one worker at a time, so each sees
+    increasing timestamps, as a detector in video mode needs), works on it and
+    files the result under the frame's place in the stream; the consumer takes
+    results in that order. At most ``depth`` results wait beyond the frames in
+    work.
 
     Errors are raised in the consumer in stream order, after the frames before
     them; ``close()`` stops the workers after their current frame.
     """
 
-    def __init__(
-        self,
-        frames: Iterable[Frame],
-        detects: Sequence[Callable[[Frame], Sequence[FaceDetection]]],
-        depth: int = DEFAULT_DEPTH,
-    ) -> None:
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a whole number of items >= 1; got {depth!r}")
-        if not detects:
-            raise ValueError("at least one detect function is needed")
+    def __init__(self, frames: Iterable[Frame], works: Sequence[Callable[[Frame], T]],
+                 depth: int = DEFAULT_DEPTH) -> None:
+        _check_depth(depth)
+        if not works:
+            raise ValueError("at least one work function is needed")
         self._frames = iter(frames)
         self._take = threading.Lock()  # one worker reads the source at a time
         self._changed = threading.Condition()  # guards the fields below
-        self._room = threading.Semaphore(depth + len(detects))  # frames taken and not yet handed on
+        self._room = threading.Semaphore(depth + len(works))  # frames taken and not yet handed on
         self._stop = threading.Event()
-        self._filed: dict[int, Detected | _Failed] = {}
+        self._filed: dict[int, Processed[T] | _Failed] = {}
         self._taken = 0  # frames taken from the source so far
         self._end: int | None = None  # place of the first frame that will never come
         self._next = 0  # place of the next frame to hand on
         self.threads = [
-            threading.Thread(target=self._work, args=(detect,), name=f"ers-detect-{number}", daemon=True)
-            for number, detect in enumerate(detects)
+            threading.Thread(target=self._work, args=(work,), name=f"ers-worker-{number}", daemon=True)
+            for number, work in enumerate(works)
         ]
         for thread in self.threads:
             thread.start()
 
-    def _file(self, place: int, item: Detected | _Failed | None) -> None:
+    def _file(self, place: int, item: Processed[T] | _Failed | None) -> None:
         """File ``item`` at ``place``; None marks the end of the source there, a failure ends it after."""
         with self._changed:
             if item is not None:
                 self._filed[place] = item
-            if not isinstance(item, Detected):
+            if not isinstance(item, Processed):
                 last = place if item is None else place + 1
                 self._end = last if self._end is None else min(self._end, last)
             self._changed.notify_all()
 
-    def _work(self, detect: Callable[[Frame], Sequence[FaceDetection]]) -> None:
+    def _work(self, work: Callable[[Frame], T]) -> None:
         while not self._stop.is_set() and self._end is None:
             if not self._room.acquire(timeout=0.05):
                 continue
@@ -197,13 +194,13 @@ class DetectWorkers(Iterator[Detected]):
                 self._taken += 1
             decoded = perf_counter()
             try:
-                detections = detect(frame)
+                value = work(frame)
             except BaseException as error:
                 self._file(place, _Failed(error))
                 return
-            self._file(place, Detected(frame, detections, started, decoded - started, perf_counter() - decoded))
+            self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
 
-    def __next__(self) -> Detected:
+    def __next__(self) -> Processed[T]:
         with self._changed:
             while self._next not in self._filed:
                 if self._end is not None and self._next >= self._end or self._stop.is_set():
@@ -230,24 +227,24 @@ class DetectWorkers(Iterator[Detected]):
                 thread.join(_JOIN_TIMEOUT_S)
 
 
-def detected_ahead(
+def processed_ahead(
     frames: Iterable[Frame],
-    detect: Callable[[Frame], Sequence[FaceDetection]] | Sequence[Callable[[Frame], Sequence[FaceDetection]]],
+    work: Callable[[Frame], T] | Sequence[Callable[[Frame], T]],
     depth: int = DEFAULT_DEPTH,
-) -> Iterator[Detected]:
-    """``Detected`` items for every frame of ``frames``, read and detected on worker threads.
+) -> Iterator[Processed[T]]:
+    """``Processed`` items for every frame of ``frames``, read and worked on by worker threads.
 
-    ``detect`` is one function (one worker) or one per worker (``DetectWorkers``),
-    each used only by its own worker.
+    ``work`` is one function (one worker) or one per worker (``OrderedWorkers``),
+    each called only by its own worker.
     """
-    if callable(detect):
-        ahead: Ahead[Detected] | DetectWorkers = Ahead(_detect_each(frames, detect), depth, "ers-detect-ahead")
+    if callable(work):
+        ahead: Ahead[Processed[T]] | OrderedWorkers[T] = Ahead(_process_each(frames, work), depth, "ers-worker")
     else:
-        ahead = DetectWorkers(frames, detect, depth)
+        ahead = OrderedWorkers(frames, work, depth)
     try:
         yield from ahead
     finally:
         ahead.close()
 
 
-__all__ = ["Ahead", "Detected", "DetectWorkers", "detected_ahead", "DEFAULT_DEPTH"]
+__all__ = ["Ahead", "OrderedWorkers", "Processed", "processed_ahead", "DEFAULT_DEPTH"]

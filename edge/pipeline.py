@@ -13,11 +13,13 @@ owns them: use it as a context manager.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import functools
+
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -30,7 +32,7 @@ from edge.types import FaceDetection, FaceResult, Frame, FrameResult, SourceKind
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "emotion"
 CLASSIFIER_THREADS = 1
-DETECT_WORKERS = 2  # detectors (one thread each) of an overlapped run: detection is the largest stage
+WORKERS = 2  # frames analysed at once in an overlapped run (one detector and classifier each)
 
 
 def overlap_for(kind: SourceKind | str, overlap: bool | None = None) -> bool:
@@ -71,8 +73,9 @@ class PipelineOptions:
     ``variant`` None means the manifest's default variant; ``num_threads``
     is the emotion model's (``CLASSIFIER_THREADS``: at 0.3 ms per face one
     thread is fastest and leaves the other core to decoding and detection;
-    None lets LiteRT choose); ``detect_workers`` is how many face detectors,
-    each on its own thread, an overlapped run uses (``Pipeline.frames_and_results``).
+    None lets LiteRT choose); ``workers`` is how many frames an overlapped
+    run analyses at once, each worker thread with a detector and classifier
+    of its own (``Pipeline.frames_and_results``).
     """
 
     model_dir: Path | None = None
@@ -81,15 +84,15 @@ class PipelineOptions:
     tracking: TrackingOptions = field(default_factory=TrackingOptions)
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     num_threads: int | None = CLASSIFIER_THREADS
-    detect_workers: int = DETECT_WORKERS
+    workers: int = WORKERS
 
     def __post_init__(self) -> None:
         if self.model_dir is not None:
             object.__setattr__(self, "model_dir", Path(self.model_dir))
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ConfigError(f"num_threads must be a whole number >= 1 or None; got {self.num_threads!r}")
-        if isinstance(self.detect_workers, bool) or not isinstance(self.detect_workers, int) or self.detect_workers < 1:
-            raise ConfigError(f"detect_workers must be a whole number >= 1; got {self.detect_workers!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers must be a whole number >= 1; got {self.workers!r}")
 
 
 class Detector(Protocol):
@@ -116,13 +119,24 @@ def check_frame(frame: Frame) -> None:
         raise DataError(f"frame {frame.index}: image_rgb is empty; got shape {image.shape}")
 
 
+class Analysis(NamedTuple):
+    """What a frame gives without knowledge of earlier frames: faces and their raw probabilities."""
+
+    detections: Sequence[FaceDetection]
+    raw: np.ndarray | None  # (faces, classes) float32; None when there is no face
+    detect_s: float
+    preprocess_s: float
+    classify_s: float
+
+
 class Pipeline:
     """Turns frames into ``FrameResult``s with the stages it is given.
 
     ``crop`` defaults to the classifier manifest's ``CropSpec``
     (``classifier.spec.crop``); pass it when the classifier has no spec.
-    ``extra_detectors`` (more instances like ``detector``) let an overlapped
-    run detect several frames at once, one detector per worker thread.
+    ``extra_workers`` (more ``(detector, classifier)`` pairs like the first)
+    let an overlapped run analyse several frames at once, one pair per
+    worker thread.
 
     ``timings``: set it to a dict and ``process`` records there the seconds
     each stage of the last frame took (``STAGES``: ``detect``, ``preprocess``
@@ -141,11 +155,11 @@ class Pipeline:
         smoother: ScoreSmoother | None = None,
         *,
         crop: CropSpec | None = None,
-        extra_detectors: Sequence[Detector] = (),
+        extra_workers: Sequence[tuple[Detector, Classifier]] = (),
     ) -> None:
         self.detector = detector
-        self.detectors = (detector, *extra_detectors)
         self.classifier = classifier
+        self.extra_workers = tuple(extra_workers)
         self.tracker = tracker or FaceTracker()
         self.smoother = smoother or ScoreSmoother()
         spec = getattr(classifier, "spec", None)
@@ -154,76 +168,86 @@ class Pipeline:
         self.timings: dict[str, float] | None = None
         self._owned: list = []
 
+    @property
+    def workers(self) -> tuple[tuple[Detector, Classifier], ...]:
+        """The ``(detector, classifier)`` pairs of an overlapped run; the first is used sequentially."""
+        return ((self.detector, self.classifier), *self.extra_workers)
+
     @classmethod
     def from_options(
         cls, options: PipelineOptions | None = None, source_kind: SourceKind | str = SourceKind.VIDEO
     ) -> Pipeline:
-        """The real pipeline for a kind of source; it owns its detector and classifier."""
+        """The real pipeline for a kind of source; it owns its detectors and classifiers."""
         from edge._mediapipe import quiet_native_stderr
         from edge.classifier import EmotionClassifier  # LiteRT loads only when a real pipeline is built
         from edge.detector import FaceDetector
 
         options = options or PipelineOptions()
         model_dir = resolve_model_dir(options.model_dir)
-        with quiet_native_stderr():  # LiteRT announces its CPU delegate
-            classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads)
-        detectors: list[FaceDetector] = []
+        detector_options = options.detector.resolve(source_kind)
+        owned: list = []
         try:
-            for _ in range(options.detect_workers):
-                detectors.append(FaceDetector(options.detector.resolve(source_kind)))
+            for _ in range(options.workers):
+                with quiet_native_stderr():  # LiteRT announces its CPU delegate
+                    owned.append(EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads))
+                owned.append(FaceDetector(detector_options))
         except BaseException:
-            for part in (*detectors, classifier):
+            for part in owned:
                 part.close()
             raise
+        pairs = [(owned[i + 1], owned[i]) for i in range(0, len(owned), 2)]
         pipeline = cls(
-            detectors[0],
-            classifier,
+            *pairs[0],
             FaceTracker(options.tracking),
             ScoreSmoother(options.smoothing),
-            extra_detectors=detectors[1:],
+            extra_workers=pairs[1:],
         )
-        pipeline._owned = [*detectors, classifier]
+        pipeline._owned = owned
         return pipeline
 
     def process(self, frame: Frame) -> FrameResult:
         """Detect, classify, track and smooth every face of one frame."""
+        return self._track(frame, self.analyse(frame))
+
+    def analyse(self, frame: Frame, worker: int = 0) -> Analysis:
+        """Detect and classify the faces of one frame with the stages of ``worker`` (no tracking)."""
         check_frame(frame)
-        timings = self.timings
+        detector, classifier = self.workers[worker]
         start = perf_counter()
-        detections = self.detector.detect(frame)
-        if timings is not None:
-            now = perf_counter()
-            timings["detect"], start = now - start, now
-        return self._finish(frame, detections, start)
-
-    @staticmethod
-    def _checked(detector: Detector) -> Callable[[Frame], Sequence[FaceDetection]]:
-        def checked_detect(frame: Frame) -> Sequence[FaceDetection]:
-            check_frame(frame)
-            return detector.detect(frame)
-
-        return checked_detect
-
-    def _finish(self, frame: Frame, detections: Sequence[FaceDetection], start: float) -> FrameResult:
-        """Crop, classify, track and smooth the detected faces of ``frame``."""
-        timings = self.timings
+        detections = detector.detect(frame)
+        detected = perf_counter()
         if not detections:
+            return Analysis(detections, None, detected - start, 0.0, 0.0)
+        image = frame.image_rgb
+        crop = self.crop
+        crops = [crop_face(image, detection.box_xyxy, crop) for detection in detections]
+        load, infer = getattr(classifier, "load", None), getattr(classifier, "infer", None)
+        if load is None or infer is None:  # a classifier without the split: all of it is "classify"
+            prepared = perf_counter()
+            raw = classifier.classify(crops)
+        else:
+            load(crops)
+            prepared = perf_counter()
+            raw = infer()
+        raw = np.asarray(raw, np.float32)
+        return Analysis(detections, raw, detected - start, prepared - detected, perf_counter() - prepared)
+
+    def _track(self, frame: Frame, analysis: Analysis) -> FrameResult:
+        """Track and smooth the analysed faces of ``frame``: the work that needs the frames before it."""
+        start = perf_counter()
+        detections, raw = analysis.detections, analysis.raw
+        timings = self.timings
+        if timings is not None:
+            timings["detect"] = analysis.detect_s
+            timings["preprocess"] = analysis.preprocess_s
+            timings["classify"] = analysis.classify_s
+        if raw is None:
             self.tracker.update(())
             self.smoother.retain(self.tracker.active_ids)
             result = FrameResult(frame.index, frame.timestamp_ms, (), self.labels)
             if timings is not None:
-                timings["preprocess"] = timings["classify"] = 0.0
                 timings["track"] = perf_counter() - start
             return result
-        image = frame.image_rgb
-        crop = self.crop
-        crops = [crop_face(image, detection.box_xyxy, crop) for detection in detections]
-        if timings is None:
-            raw = self.classifier.classify(crops)
-        else:
-            raw = self._classify_timed(crops, timings, start)
-            start = perf_counter()
-        raw = np.asarray(raw, np.float32)
         track_ids = self.tracker.update([detection.box_xyxy for detection in detections])
         smoothed = self.smoother.update(track_ids, raw)
         self.smoother.retain(self.tracker.active_ids)
@@ -247,23 +271,6 @@ class Pipeline:
             timings["track"] = perf_counter() - start
         return result
 
-    def _classify_timed(self, crops: list[np.ndarray], timings: dict[str, float], start: float) -> np.ndarray:
-        """``classify``, split into preprocessing and the model when the classifier allows it."""
-        classifier = self.classifier
-        load, infer = getattr(classifier, "load", None), getattr(classifier, "infer", None)
-        if load is None or infer is None:  # a classifier without the split: all of it is "classify"
-            now = perf_counter()
-            timings["preprocess"] = now - start
-            raw = classifier.classify(crops)
-            timings["classify"] = perf_counter() - now
-            return raw
-        load(crops)
-        now = perf_counter()
-        timings["preprocess"] = now - start
-        raw = infer()
-        timings["classify"] = perf_counter() - now
-        return raw
-
     def run(
         self, frames: Iterable[Frame], *, independent: bool | None = None, overlap: bool = False
     ) -> Iterator[FrameResult]:
@@ -279,12 +286,12 @@ class Pipeline:
         ``independent`` frames (default: true for an image source) share no
         tracks or smoothing: each starts from a reset tracker and smoother.
 
-        ``overlap`` reads and detects the next frames on worker threads (one
-        per detector of ``detectors``) while this one is classified and handed
-        on (``edge.overlap``): more frames per second on two or more cores,
-        the same results in the same order.
-        ``timings`` then also gets ``decode`` (reading the frame) and
-        ``started`` (``perf_counter()`` when the frame was asked for).
+        ``overlap`` reads, detects and classifies the next frames on worker
+        threads (one per pair of ``workers``) while this thread tracks this
+        one and hands it on (``edge.overlap``): more frames per second on two
+        or more cores, the same results in the same order. ``timings`` then
+        also gets ``decode`` (reading the frame) and ``started``
+        (``perf_counter()`` when the frame was asked for).
         """
         if independent is None:
             independent = getattr(frames, "kind", None) == SourceKind.IMAGES
@@ -294,15 +301,15 @@ class Pipeline:
                     self.reset()
                 yield frame, self.process(frame)
             return
-        from edge.overlap import detected_ahead
+        from edge.overlap import processed_ahead
 
-        detects = [self._checked(detector) for detector in self.detectors]
-        for item in detected_ahead(frames, detects[0] if len(detects) == 1 else detects):
+        works = [functools.partial(self.analyse, worker=index) for index in range(len(self.workers))]
+        for item in processed_ahead(frames, works[0] if len(works) == 1 else works):
             if independent:
                 self.reset()
             if self.timings is not None:
-                self.timings.update(decode=item.decode_s, detect=item.detect_s, started=item.started)
-            yield item.frame, self._finish(item.frame, item.detections, perf_counter())
+                self.timings.update(decode=item.decode_s, started=item.started)
+            yield item.frame, self._track(item.frame, item.value)
 
     def reset(self) -> None:
         """Forget tracks and smoothing state (before an unrelated stream)."""
@@ -310,7 +317,7 @@ class Pipeline:
         self.smoother.reset()
 
     def close(self) -> None:
-        """Release the detector and classifier built by ``from_options``; safe to call twice."""
+        """Release the detectors and classifiers built by ``from_options``; safe to call twice."""
         owned, self._owned = self._owned, []
         for part in owned:
             part.close()

@@ -82,10 +82,10 @@ def handle_sigterm() -> Iterator[None]:
 class RunOptions:
     """Outputs of a run. ``display`` None shows a window when a display is available.
 
-    ``overlap`` reads and detects the next frames on worker threads
-    (``pipeline.detect_workers`` detectors) while this one is classified and
-    written (``Pipeline.frames_and_results``); without it one detector runs
-    in the caller's thread. None (the default) overlaps files and not
+    ``overlap`` reads, detects and classifies the next frames on worker threads
+    (``pipeline.workers`` of them) while this one is tracked and written
+    (``Pipeline.frames_and_results``); without it every stage runs in the
+    caller's thread. None (the default) overlaps files and not
     cameras or streams (``pipeline.overlap_for``).
     """
 
@@ -197,7 +197,7 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
             options.pipeline,
             model_dir=model_dir,
             detector=detector_options,
-            detect_workers=options.pipeline.detect_workers if overlap else 1,
+            workers=options.pipeline.workers if overlap else 1,
         )
         with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
             variant_name = f"{variant.quantization} ({variant.file})"

@@ -31,7 +31,7 @@ from edge_testing import synthetic_frames, write_video
         ({"decode_ahead": -1}, "decode_ahead"),
         ({"fer_frames": 0}, "fer_frames"),
         ({"frames": True}, "frames"),
-        ({"detect_workers": 0}, "detect_workers"),
+        ({"workers": 0}, "workers"),
         ({"realtime": True, "baseline": True}, "realtime"),
         ({"realtime": True, "fer": True}, "realtime"),
     ],
@@ -46,13 +46,13 @@ def test_options_defaults_measure_the_headless_core():
     assert options.model_dir == Path("m") and options.source == Path("clip.mp4")
     assert (options.draw, options.encode, options.events) == (False, False, False)
     assert options.detector.value == "short" and options.faces is None
-    assert options.overlapped and options.detectors == options.detect_workers == 2
+    assert options.overlapped and options.worker_count == options.workers == 2
 
 
 def test_realtime_runs_sequentially_like_a_camera_unless_told():
-    assert not BenchOptions(realtime=True).overlapped and BenchOptions(realtime=True).detectors == 1
-    assert BenchOptions(realtime=True, overlap=True, detect_workers=3).detectors == 3
-    assert not BenchOptions(overlap=False).overlapped and BenchOptions(overlap=False).detectors == 1
+    assert not BenchOptions(realtime=True).overlapped and BenchOptions(realtime=True).worker_count == 1
+    assert BenchOptions(realtime=True, overlap=True, workers=3).worker_count == 3
+    assert not BenchOptions(overlap=False).overlapped and BenchOptions(overlap=False).worker_count == 1
 
 
 def test_realtime_paces_frames_at_the_clip_rate_and_times_from_arrival(tmp_path, tiny_model_dir):
@@ -64,7 +64,7 @@ def test_realtime_paces_frames_at_the_clip_rate_and_times_from_arrival(tmp_path,
     assert report.latency.mean_ms < 0.5 * report.elapsed_s * 1000.0 / 8  # no queue: far below 1/FPS
     settings = report.settings
     assert settings["realtime"] and not settings["overlap"] and settings["decode_ahead"] == 0
-    assert settings["detect_workers"] == 1 and report.fer is None
+    assert settings["workers"] == 1 and report.fer is None
     assert any("arrive at the clip's 50.0 FPS" in note for note in report.notes)
 
 
@@ -132,7 +132,7 @@ def test_baseline_times_decode_and_detect(tmp_path, tiny_model_dir, overlap):
     assert "decode + detect alone" in report.table() and report.to_dict()["added_percent"] is not None
     assert any("played 2 times" in note for note in report.notes) is (not overlap)  # 10 frames from a 5-frame clip
     assert any("alternate" in note for note in report.notes) is (not overlap)
-    assert report.settings["detect_workers"] == (2 if overlap else 1)
+    assert report.settings["workers"] == (2 if overlap else 1)
 
 
 def test_switched_off_stages_are_reported_as_off(tmp_path, tiny_model_dir):
@@ -264,7 +264,7 @@ def test_bench_help_lists_the_options():
     for flag in (
         "--model-dir", "--variant", "--threads", "--detector", "--frames", "--warmup", "--no-draw",
         "--no-encode", "--no-events", "--faces", "--fer", "--json", "--decode-ahead", "--baseline",
-        "--detect-workers", "--realtime", "--no-overlap",
+        "--workers", "--realtime", "--no-overlap",
     ):  # fmt: skip
         assert flag in result.output
 
@@ -272,14 +272,14 @@ def test_bench_help_lists_the_options():
 def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
     args = ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--frames", "3", "--warmup", "1", "--no-fer"]
-    result = CliRunner().invoke(cli, [*args, "--threads", "1", "--events", "--detect-workers", "3",
+    result = CliRunner().invoke(cli, [*args, "--threads", "1", "--events", "--workers", "3",
                                       "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     assert "FPS" in result.output and "decode" in result.output and "b.json" in result.output
-    assert "3 detector thread(s)" in result.output
+    assert "3 worker thread(s)" in result.output
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["settings"]["classifier_threads"] == 1 and data["settings"]["events"] is True
-    assert data["settings"]["detect_workers"] == 3 and data["settings"]["overlap"] is True
+    assert data["settings"]["workers"] == 3 and data["settings"]["overlap"] is True
     to_stdout = CliRunner().invoke(cli, [*args, "--json", "-"])
     assert to_stdout.exit_code == 0, to_stdout.output
     assert json.loads(to_stdout.output)["frames"] == 3

@@ -18,7 +18,7 @@ def test_run_help_lists_the_options():
         "--min-confidence",
         "--min-face-size",
         "--smoothing-alpha",
-        "--detect-workers",
+        "--workers",
         "--out-dir",
         "--no-video",
         "--no-events",

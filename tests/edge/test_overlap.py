@@ -1,4 +1,4 @@
-"""Decode and detect ahead on worker threads: same results, same order, errors and early stops handled."""
+"""Decode, detect and classify ahead on worker threads: same results, same order, errors and early stops handled."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_testing import FakeClassifier, FakeDetector
-from edge.overlap import Ahead, DetectWorkers, detected_ahead
+from edge.overlap import Ahead, OrderedWorkers, processed_ahead
 from edge.pipeline import Pipeline
 from edge.types import Frame
 
@@ -21,9 +21,9 @@ def _frames(count: int) -> list[Frame]:
     return [Frame(rng.integers(0, 255, (64, 96, 3), np.uint8), i, 40 * i) for i in range(count)]
 
 
-def _pipeline(detectors: int = 1) -> Pipeline:
+def _pipeline(workers: int = 1) -> Pipeline:
     return Pipeline(FakeDetector(BOXES), FakeClassifier(),
-                    extra_detectors=[FakeDetector(BOXES) for _ in range(detectors - 1)])
+                    extra_workers=[(FakeDetector(BOXES), FakeClassifier()) for _ in range(workers - 1)])
 
 
 class RecordingDetector(FakeDetector):
@@ -41,11 +41,11 @@ class RecordingDetector(FakeDetector):
         return super().detect(frame)
 
 
-@pytest.mark.parametrize("detectors", [1, 2, 3])
-def test_overlap_gives_the_sequential_results_in_order(detectors):
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_overlap_gives_the_sequential_results_in_order(workers):
     frames = _frames(40)
     sequential = list(_pipeline().run(frames))
-    overlapped = _pipeline(detectors).frames_and_results(frames, overlap=True)
+    overlapped = _pipeline(workers).frames_and_results(frames, overlap=True)
     pairs = list(overlapped)
     assert [frame.index for frame, _ in pairs] == list(range(40))
     assert [result for _, result in pairs] == sequential
@@ -58,13 +58,14 @@ def test_overlap_detects_on_another_thread_and_times_decode():
     for _ in pipeline.run(_frames(3), overlap=True):
         assert {"decode", "detect", "preprocess", "classify", "track", "started"} <= set(pipeline.timings)
         assert pipeline.timings["started"] <= time.perf_counter()
-    assert {thread for thread, _ in detector.seen} == {"ers-detect-ahead"}
+    assert {thread for thread, _ in detector.seen} == {"ers-worker"}
 
 
-def test_several_detectors_share_the_frames_each_on_its_own_thread_in_time_order():
+def test_several_workers_share_the_frames_each_on_its_own_thread_in_time_order():
     # Uneven delays make the workers overtake each other; results must still come in order.
     detectors = [RecordingDetector(BOXES, delay_s=0.002 * (k + 1)) for k in range(3)]
-    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_detectors=detectors[1:])
+    classifiers = [FakeClassifier() for _ in detectors]
+    pipeline = Pipeline(detectors[0], classifiers[0], extra_workers=list(zip(detectors[1:], classifiers[1:])))
     results = list(pipeline.run(_frames(30), overlap=True))
     assert [result.frame_index for result in results] == list(range(30))
     assert sorted(stamp for d in detectors for _, stamp in d.seen) == [40 * i for i in range(30)]
@@ -74,24 +75,26 @@ def test_several_detectors_share_the_frames_each_on_its_own_thread_in_time_order
         stamps = [stamp for _, stamp in detector.seen]
         assert stamps == sorted(stamps)  # video mode needs increasing timestamps per detector
     assert len({d.seen[0][0] for d in detectors}) == 3
+    # each worker classifies the faces it detected, with its own classifier
+    assert [len(c.batches) for c in classifiers] == [len(d.seen) for d in detectors]
 
 
-def test_without_overlap_only_the_first_detector_is_used():
+def test_without_overlap_only_the_first_worker_is_used():
     detectors = [RecordingDetector(BOXES) for _ in range(2)]
-    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_detectors=detectors[1:])
+    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_workers=[(detectors[1], FakeClassifier())])
     list(pipeline.run(_frames(4)))
     assert len(detectors[0].seen) == 4 and not detectors[1].seen
 
 
-@pytest.mark.parametrize("detectors", [1, 2])
-def test_a_source_error_is_raised_in_the_caller_after_the_frames_before_it(detectors):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_source_error_is_raised_in_the_caller_after_the_frames_before_it(workers):
     def frames():
         yield from _frames(3)
         raise OSError("the camera went away")
 
     results = []
     with pytest.raises(OSError, match="went away"):
-        for result in _pipeline(detectors).run(frames(), overlap=True):
+        for result in _pipeline(workers).run(frames(), overlap=True):
             results.append(result)
     assert [result.frame_index for result in results] == [0, 1, 2]
 
@@ -103,7 +106,8 @@ def test_a_detector_error_is_raised_in_order_while_other_workers_go_on():
                 raise RuntimeError("detector broke on frame 5")
             return super().detect(frame)
 
-    pipeline = Pipeline(FailingDetector(BOXES), FakeClassifier(), extra_detectors=[FailingDetector(BOXES)])
+    pipeline = Pipeline(FailingDetector(BOXES), FakeClassifier(),
+                        extra_workers=[(FailingDetector(BOXES), FakeClassifier())])
     results = []
     with pytest.raises(RuntimeError, match="frame 5"):
         for result in pipeline.run(_frames(20), overlap=True):
@@ -111,8 +115,8 @@ def test_a_detector_error_is_raised_in_order_while_other_workers_go_on():
     assert [result.frame_index for result in results] == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("detectors", [1, 2])
-def test_stopping_early_stops_the_workers(detectors):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stopping_early_stops_the_workers(workers):
     produced = []
 
     def endless():
@@ -123,13 +127,13 @@ def test_stopping_early_stops_the_workers(detectors):
             index += 1
 
     before = set(threading.enumerate())
-    results = _pipeline(detectors).run(endless(), overlap=True)
+    results = _pipeline(workers).run(endless(), overlap=True)
     for result in results:
         if result.frame_index == 5:
             break
     results.close()
-    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("ers-detect")]
-    assert len(produced) <= 5 + 1 + 1 + detectors  # at most depth + one frame per worker ahead
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("ers-worker")]
+    assert len(produced) <= 5 + 1 + 1 + workers  # at most depth + one frame per worker ahead
 
 
 def test_ahead_stops_when_its_stop_event_is_set_from_outside():
@@ -144,12 +148,12 @@ def test_ahead_stops_when_its_stop_event_is_set_from_outside():
 @pytest.mark.parametrize("detect", [lambda frame: [], [lambda frame: []] * 2])
 def test_depth_must_be_positive(detect):
     with pytest.raises(ValueError, match="depth"):
-        list(detected_ahead([], detect, depth=0))
+        list(processed_ahead([], detect, depth=0))
 
 
-def test_detect_workers_need_a_detect_function_and_end_cleanly_on_an_empty_source():
+def test_ordered_workers_need_a_work_function_and_end_cleanly_on_an_empty_source():
     with pytest.raises(ValueError, match="at least one"):
-        DetectWorkers([], [])
-    workers = DetectWorkers([], [lambda frame: []] * 2)
+        OrderedWorkers([], [])
+    workers = OrderedWorkers([], [lambda frame: []] * 2)
     assert list(workers) == []
     assert not any(thread.is_alive() for thread in workers.threads)

@@ -102,8 +102,8 @@ def test_pipeline_options_are_validated():
     with pytest.raises(ConfigError, match="num_threads"):
         PipelineOptions(num_threads=0)
     for workers in (0, 1.5, True):
-        with pytest.raises(ConfigError, match="detect_workers"):
-            PipelineOptions(detect_workers=workers)
+        with pytest.raises(ConfigError, match="workers"):
+            PipelineOptions(workers=workers)
     assert PipelineOptions(model_dir="some/dir").model_dir == Path("some/dir")
 
 
@@ -121,14 +121,17 @@ def test_overlap_for_a_kind_of_source(kind, asked, expected):
     assert pipeline_module.overlap_for(kind, asked) is expected
 
 
-def test_from_options_builds_one_detector_per_worker_and_closes_them(tiny_model_dir):
-    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, detect_workers=3)) as pipeline:
-        assert len(pipeline.detectors) == 3 and pipeline.detectors[0] is pipeline.detector
-        assert len({id(detector) for detector in pipeline.detectors}) == 3
+def test_from_options_builds_a_detector_and_classifier_per_worker_and_closes_them(tiny_model_dir):
+    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=3)) as pipeline:
+        workers = pipeline.workers
+        assert len(workers) == 3 and workers[0] == (pipeline.detector, pipeline.classifier)
+        assert len({id(part) for pair in workers for part in pair}) == 6
         results = list(pipeline.run((_frame(i) for i in range(6)), overlap=True))
     assert [result.frame_index for result in results] == list(range(6))
     with pytest.raises(RuntimeError, match="closed"):
-        pipeline.detectors[2].detect(_frame(7))
+        workers[2][0].detect(_frame(7))
+    with pytest.raises(RuntimeError, match="closed"):
+        workers[2][1].classify([np.zeros((20, 20, 3), np.uint8)])
 
 
 def test_from_options_with_a_folder_without_manifest(tmp_path):

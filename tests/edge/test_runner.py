@@ -33,14 +33,14 @@ def test_run_on_a_video_writes_every_output(tmp_path, tiny_model_dir, five_frame
     assert "5 frames" in report.summary()
 
 
-@pytest.mark.parametrize(("kind", "asked", "overlap", "detectors"), [
+@pytest.mark.parametrize(("kind", "asked", "overlap", "workers"), [
     (SourceKind.VIDEO, None, True, 2),
     (SourceKind.LIVE, None, False, 1),  # a camera: sequential, one detector
     (SourceKind.LIVE, True, True, 2),
     (SourceKind.VIDEO, False, False, 1),
 ])
 def test_files_run_overlapped_and_live_sources_sequentially(
-    tmp_path, tiny_model_dir, five_frame_video, monkeypatch, kind, asked, overlap, detectors
+    tmp_path, tiny_model_dir, five_frame_video, monkeypatch, kind, asked, overlap, workers
 ):
     import edge.runner as runner_module
     from edge.pipeline import Pipeline
@@ -55,7 +55,7 @@ def test_files_run_overlapped_and_live_sources_sequentially(
     real_from_options, real_frames_and_results = Pipeline.from_options, Pipeline.frames_and_results
 
     def from_options(options, source_kind):
-        seen["detect_workers"] = options.detect_workers
+        seen["workers"] = options.workers
         return real_from_options(options, source_kind)
 
     def frames_and_results(self, frames, **kwargs):
@@ -67,7 +67,7 @@ def test_files_run_overlapped_and_live_sources_sequentially(
     monkeypatch.setattr(Pipeline, "frames_and_results", frames_and_results)
     report = run(str(five_frame_video), _options(tmp_path, tiny_model_dir, overlap=asked, video=False))
     assert report.frames == 5
-    assert seen == {"overlap": overlap, "detect_workers": detectors}
+    assert seen == {"overlap": overlap, "workers": workers}
 
 
 def test_run_on_a_folder_writes_annotated_images(tmp_path, tiny_model_dir):
