@@ -69,18 +69,18 @@ class BenchOptions:
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
     model, the manifest's variant); ``num_threads`` is the emotion model's;
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread); ``overlap`` decodes and detects the next frames on
-    ``workers`` worker threads (``Pipeline.frames_and_results``);
-    None picks as ``ers run`` does (``pipeline.overlap_for``): overlapped,
-    except ``realtime``, which plays a live source. ``draw``,
-    ``encode`` and ``events`` add the annotated video and ``events.jsonl`` of
-    ``ers run`` (written to a temporary folder). ``faces`` N benchmarks a
-    clip whose frames hold N copies of the source's face. ``baseline`` also
-    times decode + detect alone (the same source and detector objects, no
-    classifier, tracking or outputs), on every other frame (after the
-    pipeline's frames and on the same worker threads with ``overlap``), to
-    show what the rest of the pipeline adds. ``fer`` compares with the ``fer`` package on the same clip
-    (None: when ``fer_python``, default this Python, can import it).
+    thread); ``overlap`` decodes, detects and classifies the next frames on
+    ``workers`` worker threads (``Pipeline.frames_and_results``); None picks
+    as ``ers run`` does (``pipeline.overlap_for``): overlapped, except
+    ``realtime``, which plays a live source. ``draw``, ``encode`` and
+    ``events`` add the annotated video and ``events.jsonl`` of ``ers run``
+    (written to a temporary folder). ``faces`` N benchmarks a clip whose
+    frames hold N copies of the source's face. ``baseline`` also times decode
+    + detect alone (the same source and detector objects, no classifier,
+    tracking or outputs), on every other frame (after the pipeline's frames
+    and on the same worker threads with ``overlap``), to show what the rest
+    of the pipeline adds. ``fer`` compares with the ``fer`` package on the
+    same clip (None: when ``fer_python``, default this Python, can import it).
     """
 
     source: Path | None = None

@@ -14,7 +14,6 @@ owns them: use it as a context manager.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,9 @@ WORKERS = 2  # frames analysed at once in an overlapped run (one detector and cl
 def overlap_for(kind: SourceKind | str, overlap: bool | None = None) -> bool:
     """Whether a source of ``kind`` runs overlapped (``overlap`` None) or what was asked.
 
-    Files (video, images) are read as fast as the pipeline goes: overlapping
-    decode + detect with the rest keeps both cores busy. A camera or stream
+    Files (video, images) are read as fast as the pipeline goes: decoding,
+    detecting and classifying the next frames on worker threads keeps the
+    cores busy. A camera or stream
     delivers a frame every 33 ms or so, far slower than the pipeline: there
     is nothing to overlap, and one thread hands each frame on soonest (no
     thread hand-offs, warm caches).
@@ -189,7 +189,8 @@ class Pipeline:
         try:
             for _ in range(options.workers):
                 with quiet_native_stderr():  # LiteRT announces its CPU delegate
-                    owned.append(EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads))
+                    owned.append(EmotionClassifier.from_dir(model_dir, options.variant,
+                                                            num_threads=options.num_threads))
                 owned.append(FaceDetector(detector_options))
         except BaseException:
             for part in owned:

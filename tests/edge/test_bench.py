@@ -293,5 +293,6 @@ def test_bench_cli_errors_are_one_line(tmp_path, tiny_model_dir):
     result = CliRunner().invoke(cli, ["bench", str(not_video), "--model-dir", str(tiny_model_dir), "--no-fer"])
     assert result.exit_code == 1 and "Traceback" not in result.output and "not a video" in result.output
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
-    result = CliRunner().invoke(cli, ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--realtime", "--baseline"])
+    args = ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--realtime", "--baseline"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1 and "Traceback" not in result.output and "realtime" in result.output
