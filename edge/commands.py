@@ -25,6 +25,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
+# Shared by `ers run` and `ers bench`: the same setting, measured as it runs.
+_workers_option = click.option(
+    "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
+    help="Frames detected and classified at once (with --overlap), each on a thread with its own "
+    "detector and classifier.",
+)
+
+
 @click.command("run")
 @click.argument("source")
 @click.option(
@@ -82,11 +90,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
     help="Decode, detect and classify the next frames on worker threads while this one is written: "
     "more frames per second from files, more latency. Default: on for files, off for cameras and streams.",
 )
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
-    help="Frames detected and classified at once (with --overlap), each on a thread with its own "
-    "detector and classifier.",
-)
+@_workers_option
 @click.option(
     "--threads", type=click.IntRange(min=1), default=CLASSIFIER_THREADS, show_default=True,
     help="Threads for the emotion model.",
@@ -171,11 +175,7 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     help="Decode, detect and classify the next frames on worker threads, as `ers run` does "
     "for files. Default: on, off with --realtime (as for a camera).",
 )
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
-    help="Frames detected and classified at once (with --overlap), each on a thread with its own "
-    "detector and classifier.",
-)
+@_workers_option
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
 @click.option(
     "--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Frames to run before timing."
