@@ -123,21 +123,34 @@ class EvalReport:
                 f"weighted F1 {m['weighted_f1']:.4f}\nreports in {self.out_dir}")
 
 
-def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true_int, probs)`` over a batched (images, labels) data set, in order."""
+def predict(model, dataset, *, flip_average: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true_int, probs)`` over a batched (images, labels) data set, in order.
+
+    ``flip_average`` averages each image's probabilities with its mirror
+    image's (test-time augmentation): what a flip-averaged model would score,
+    at twice the inference cost.
+    """
+    import tensorflow as tf
+
     labels = np.concatenate([y.numpy() for _, y in dataset], axis=0)
-    probs = model.predict(dataset.map(lambda x, y: x), verbose=1)
+    images = dataset.map(lambda x, y: x)
+    probs = model.predict(images, verbose=1)
+    if flip_average:
+        probs = (probs + model.predict(images.map(tf.image.flip_left_right), verbose=1)) / 2.0
     return labels.argmax(axis=1).astype(np.int64), probs
 
 
 def evaluate_model(model, dataset, class_names, out_dir: Path, *, history_csv: Path | None = None,
-                   split: str = "test", extra: dict[str, Any] | None = None) -> EvalReport:
+                   split: str = "test", extra: dict[str, Any] | None = None,
+                   flip_average: bool = False) -> EvalReport:
     """Predict ``dataset`` and write metrics.json, the report, the confusion matrix and curves."""
     from trainer.callbacks import read_history
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    y_true, probs = predict(model, dataset)
+    y_true, probs = predict(model, dataset, flip_average=flip_average)
+    if flip_average:
+        extra = {**(extra or {}), "flip_average": True}
     metrics = {"split": split, **compute_metrics(y_true, probs, class_names), **(extra or {})}
     files = {"metrics": out_dir / METRICS_JSON, "report": out_dir / REPORT_TXT}
     files["report"].write_text(report_text(y_true, probs, class_names), encoding="utf-8")
@@ -169,8 +182,12 @@ def load_model(path: Path):
     return float32_copy(model, models.custom_objects())  # a mid-run mixed-precision checkpoint: as exported
 
 
-def evaluate(model_path: Path, cfg, split: str = "test", out_dir: Path | None = None) -> EvalReport:
-    """Evaluate a saved model on a split of ``cfg.data``; reports go to ``out_dir``."""
+def evaluate(model_path: Path, cfg, split: str = "test", out_dir: Path | None = None, *,
+             flip_average: bool = False) -> EvalReport:
+    """Evaluate a saved model on a split of ``cfg.data``; reports go to ``out_dir``.
+
+    ``flip_average``: score the mean of each image's and its mirror image's predictions.
+    """
     from trainer.data import load_split, make_dataset
 
     model = load_model(model_path)
@@ -188,4 +205,4 @@ def evaluate(model_path: Path, cfg, split: str = "test", out_dir: Path | None = 
     history = Path(model_path).parent / "history.csv"
     return evaluate_model(model, make_dataset(data, cfg, training=False), cfg.data.class_names, out_dir,
                           history_csv=history if history.is_file() else None, split=split,
-                          extra={"model": str(model_path)})
+                          extra={"model": str(model_path)}, flip_average=flip_average)

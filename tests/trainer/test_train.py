@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -134,6 +135,27 @@ def test_evaluate_command(finished_run: Path, tmp_path: Path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "val" and metrics["num_samples"] == 16
     assert (out / "confusion_matrix.png").is_file() and (out / "classification_report.txt").is_file()
+
+
+def test_evaluate_flip_average_scores_the_mean_of_each_image_and_its_mirror(finished_run: Path, tmp_path: Path):
+    import keras
+    import tensorflow as tf
+
+    from trainer.evaluate import predict
+
+    model = keras.models.load_model(finished_run / "model.keras", compile=False)
+    images = np.random.default_rng(3).uniform(0, 255, (6, *model.input_shape[1:])).astype("float32")
+    labels = np.eye(8, dtype="float32")[[0, 1, 2, 3, 4, 5]]
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    _, plain = predict(model, dataset)
+    _, averaged = predict(model, dataset, flip_average=True)
+    mirrored = model.predict(images[:, :, ::-1], verbose=0)
+    np.testing.assert_allclose(averaged, (plain + mirrored) / 2, atol=1e-5)
+    out = tmp_path / "flip"
+    result = invoke(["evaluate", "--model", str(finished_run / "model.keras"), "--split", "val", "--out", str(out),
+                     "--flip-average"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["flip_average"] is True
 
 
 def test_bad_data_is_one_line_error_before_training(tmp_path: Path, class_folders: Path):
