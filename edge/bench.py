@@ -316,6 +316,8 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
                 faces[index] = len(result.faces)
             if index == -1:  # the last warm-up frame is out: the timed frames start now
                 wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+                if arrivals is not None:  # paced: from its arrival, so the window holds one interval per frame
+                    wall_start = arrivals[frame.index]
         elapsed = perf_counter() - wall_start - (clip.reopen_total_s - reopen_start)
         cpu_s = time.process_time() - cpu_start
         threads = process_threads()
@@ -352,7 +354,7 @@ def _paced(frames: Iterable[Frame], fps: float, arrivals: dict[int, float]) -> I
             return
         arrivals[frame.index] = arrived
         yield frame
-        due += interval
+        due = max(due, arrived) + interval  # late frames do not bunch up: a camera keeps its rate
 
 
 def _timed_frames(
