@@ -203,7 +203,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
     def __next__(self) -> Processed[T]:
         with self._changed:
             while self._next not in self._filed:
-                if self._end is not None and self._next >= self._end or self._stop.is_set():
+                if (self._end is not None and self._next >= self._end) or self._stop.is_set():
                     break
                 self._changed.wait(0.1)
             item = self._filed.pop(self._next, None)
