@@ -210,8 +210,8 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     "--realtime/--no-realtime",
     default=False,
     show_default=True,
-    help="Hand frames over at the clip's own frame rate, as a camera does, and time each frame's latency "
-    "from its hand-over (the delay a live viewer sees). Frames per second are then the clip's rate.",
+    help="Let frames arrive at the clip's own frame rate, as a camera's do, decode each on arrival and time "
+    "its latency from arrival to result (the delay a live viewer sees). Frames per second are then the clip's rate.",
 )
 @click.option("--json", "json_path", help="Also write the report as JSON to this file (- for stdout only).")
 def bench(

@@ -39,10 +39,10 @@ def overlap_for(kind: SourceKind | str, overlap: bool | None = None) -> bool:
 
     Files (video, images) are read as fast as the pipeline goes: decoding,
     detecting and classifying the next frames on worker threads keeps the
-    cores busy. A camera or stream
-    delivers a frame every 33 ms or so, far slower than the pipeline: there
-    is nothing to overlap, and one thread (no hand-offs between threads)
-    gave the same latency for less CPU per frame (``ers bench --realtime``).
+    cores busy. A camera or stream delivers a frame every 33 ms or so, far
+    slower than the pipeline: there is nothing to overlap, and one thread (no
+    hand-offs between threads) gave the same latency for less CPU per frame
+    (``ers bench --realtime``).
     """
     if overlap is not None:
         return overlap
@@ -185,18 +185,20 @@ class Pipeline:
         options = options or PipelineOptions()
         model_dir = resolve_model_dir(options.model_dir)
         detector_options = options.detector.resolve(source_kind)
-        owned: list = []
+        owned: list = []  # everything opened so far, closed again if a later part fails
+        pairs = []
         try:
             for _ in range(options.workers):
                 with quiet_native_stderr():  # LiteRT announces its CPU delegate
-                    owned.append(EmotionClassifier.from_dir(model_dir, options.variant,
-                                                            num_threads=options.num_threads))
-                owned.append(FaceDetector(detector_options))
+                    classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=options.num_threads)
+                owned.append(classifier)
+                detector = FaceDetector(detector_options)
+                owned.append(detector)
+                pairs.append((detector, classifier))
         except BaseException:
             for part in owned:
                 part.close()
             raise
-        pairs = [(owned[i + 1], owned[i]) for i in range(0, len(owned), 2)]
         pipeline = cls(
             *pairs[0],
             FaceTracker(options.tracking),

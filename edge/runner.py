@@ -201,11 +201,13 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
         )
         with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
             variant_name = f"{variant.quantization} ({variant.file})"
-            return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options.model.value)
+            return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options.model.value,
+                             overlap)
 
 
 def _run_loop(
-    source: Source, pipeline: Pipeline, options: RunOptions, model_dir: Path, variant: str, detector: str
+    source: Source, pipeline: Pipeline, options: RunOptions, model_dir: Path, variant: str, detector: str,
+    overlap: bool,
 ) -> RunReport:
     out_dir = options.out_dir
     summary = SummarySink()
@@ -226,7 +228,7 @@ def _run_loop(
         display = display_available() if options.display is None else options.display
         if display:
             sinks.append(stack.enter_context(WindowSink(f"ers: {source.name}")))
-        results = pipeline.frames_and_results(source, overlap=overlap_for(source.kind, options.overlap))
+        results = pipeline.frames_and_results(source, overlap=overlap)
         stack.enter_context(contextlib.closing(results))  # stops the worker thread before the sinks close
         try:
             for result_count, (frame, result) in enumerate(results, 1):
