@@ -9,6 +9,11 @@ does not cover (a run killed between the CSV row and the backup).
 ModelCheckpoint starts from the best value already in ``history.csv``;
 EarlyStopping's patience counter and best weights restart with the resumed
 segment (Keras does not back them up).
+
+With ``optim.ema_momentum`` the optimizer keeps a moving average of the
+weights, and ``EmaSelection`` puts it in the model for validation and for every
+epoch-end callback, so early stopping, the checkpoint and the saved model are
+the averaged weights.
 """
 
 from __future__ import annotations
@@ -148,11 +153,86 @@ def _best_so_far(run_dir: Path, monitor: str) -> float | None:
     return max(values) if "accuracy" in monitor else min(values)
 
 
-def default_callbacks(run_dir: Path, cfg: TrainConfig) -> list[keras.callbacks.Callback]:
-    """The run's callbacks in the order they must run at each epoch end."""
+def recalibrate_batch_norm(model, dataset, batches: int) -> int:
+    """Re-estimate every BatchNormalization layer's moving statistics for the model's weights.
+
+    The statistics become the plain mean over up to ``batches`` batches of
+    ``dataset`` (the model runs in training mode, as when they were first
+    gathered). Averaged weights need this: the statistics a run keeps belong
+    to its latest training weights. Returns the number of batches used.
+    """
+    from trainer.precision import all_layers
+
+    norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    used = 0
+    try:
+        for used, batch in enumerate(dataset.take(batches) if norms else (), start=1):
+            for layer in norms:
+                layer.momentum = 1.0 - 1.0 / used  # a running mean: the first batch replaces the old values
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return used
+
+
+class EmaSelection(keras.callbacks.SwapEMAWeights):
+    """Validate, select and save the optimizer's moving average of the weights.
+
+    Keras' ``SwapEMAWeights(swap_on_epoch=True)`` swaps the averaged weights into
+    the model for validation and at each epoch end, ahead of the callbacks after
+    it, and swaps the training weights back when the next epoch begins. Once an
+    epoch, with the average in the model, the BatchNormalization statistics are
+    re-estimated on ``calibration_batches`` batches of ``train_data``; training
+    itself normalises with each batch's own statistics, so it is unaffected.
+
+    The backup, written last at the epoch end, therefore holds the averaged
+    weights in the model and the training weights in the optimizer; a resumed
+    run starts from that state, so the swap back must happen before its first
+    epoch.
+    """
+
+    def __init__(self, run_dir: Path, train_data=None, calibration_batches: int = 0):
+        super().__init__(swap_on_epoch=True)
+        self.run_dir = Path(run_dir)
+        self.train_data = train_data
+        self.calibration_batches = calibration_batches if train_data is not None else 0
+        self._calibrated = False
+
+    def _calibrate(self) -> None:
+        if self.calibration_batches and not self._calibrated:
+            recalibrate_batch_norm(self.model, self.train_data, self.calibration_batches)
+        self._calibrated = True
+
+    def on_train_begin(self, logs=None):
+        # BackupAndRestore restores after this (it comes last), and a backup is always swapped.
+        self._ema_weights_in_model = backup_epoch(self.run_dir) is not None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._calibrated = False
+
+    def on_test_begin(self, logs=None):
+        super().on_test_begin(logs)
+        self._calibrate()
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self._calibrate()  # when there was no validation
+
+
+def default_callbacks(run_dir: Path, cfg: TrainConfig, train_data=None) -> list[keras.callbacks.Callback]:
+    """The run's callbacks in the order they must run at each epoch end.
+
+    ``train_data`` is the training set, which ``optim.ema_momentum`` needs to
+    re-estimate the BatchNormalization statistics of the averaged weights.
+    """
     run_dir = Path(run_dir)
     mode = "max" if "accuracy" in cfg.monitor else "min"
     callbacks: list[keras.callbacks.Callback] = [TrimHistory(run_dir)]
+    if cfg.optim.ema_momentum:
+        callbacks.append(EmaSelection(run_dir, train_data, cfg.optim.ema_calibration_batches))
     if cfg.optim.schedule != "constant":
         callbacks.append(keras.callbacks.LearningRateScheduler(lr_schedule(cfg.optim, cfg.epochs)))
     elif cfg.optim.reduce_lr_on_plateau:

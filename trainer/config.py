@@ -218,6 +218,12 @@ class OptimConfig:
     reduce_lr_on_plateau: bool = True  # constant schedule only
     reduce_lr_factor: float = 0.5
     reduce_lr_patience: int = 2
+    # Polyak averaging: validate, select and save the exponential moving average of the weights
+    # (Keras' optimizer ``use_ema``); 0 turns it off, 0.999 averages over about 1,000 steps.
+    ema_momentum: float = 0.0
+    # Training batches that re-estimate the BatchNormalization statistics for the averaged weights
+    # before each validation (the average of the weights is not the weights the statistics came from).
+    ema_calibration_batches: int = 50
 
     def __post_init__(self) -> None:
         _choice("optim.optimizer", self.optimizer, OPTIMIZERS)
@@ -230,6 +236,9 @@ class OptimConfig:
         _check(0 < self.reduce_lr_factor < 1, f"optim.reduce_lr_factor must be in (0, 1); got {self.reduce_lr_factor}")
         _check(self.reduce_lr_patience >= 0,
                f"optim.reduce_lr_patience must be >= 0; got {self.reduce_lr_patience}")
+        _check(0 <= self.ema_momentum < 1, f"optim.ema_momentum must be in [0, 1); got {self.ema_momentum}")
+        _check(self.ema_calibration_batches >= 0,
+               f"optim.ema_calibration_batches must be >= 0; got {self.ema_calibration_batches}")
 
 
 @dataclass(frozen=True, kw_only=True)

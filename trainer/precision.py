@@ -43,17 +43,18 @@ def _float32_config(config: Any) -> Any:
     return config
 
 
-def _layers(layer) -> Iterator[Any]:
+def all_layers(layer) -> Iterator[Any]:
+    """``layer`` and every layer inside it, nested models included."""
     yield layer
     for inner in getattr(layer, "layers", ()):
-        yield from _layers(inner)
+        yield from all_layers(inner)
 
 
 def is_mixed(model) -> bool:
     """Whether any layer of ``model`` (nested models included) computes in a dtype other than
     its variables'."""
     return any(layer.dtype_policy.compute_dtype != layer.dtype_policy.variable_dtype
-               for layer in _layers(model))
+               for layer in all_layers(model))
 
 
 def float32_copy(model, custom_objects: dict[str, Any] | None = None):
@@ -69,4 +70,4 @@ def float32_copy(model, custom_objects: dict[str, Any] | None = None):
     return copy
 
 
-__all__ = ["PRECISIONS", "precision_policy", "float32_copy", "is_mixed"]
+__all__ = ["PRECISIONS", "precision_policy", "float32_copy", "is_mixed", "all_layers"]

@@ -140,9 +140,11 @@ def make_optimizer(cfg: TrainConfig):
     import keras
 
     optim = cfg.optim
+    averaging = {"use_ema": True, "ema_momentum": optim.ema_momentum} if optim.ema_momentum else {}
     if optim.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=optim.learning_rate, weight_decay=optim.weight_decay)
-    return keras.optimizers.Adam(learning_rate=optim.learning_rate)
+        return keras.optimizers.AdamW(learning_rate=optim.learning_rate, weight_decay=optim.weight_decay,
+                                      **averaging)
+    return keras.optimizers.Adam(learning_rate=optim.learning_rate, **averaging)
 
 
 def compile_model(model, cfg: TrainConfig):
@@ -172,9 +174,29 @@ def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None):
                 f"{pretrained} takes {tuple(model.input_shape[1:])} and has {model.output_shape[-1]} outputs; "
                 f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
             )
+        if cfg.precision != "float32":
+            model = _in_config_precision(model, cfg, pretrained)
     else:
         model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
     return compile_model(model, cfg)
+
+
+def _in_config_precision(loaded, cfg: TrainConfig, pretrained: Path):
+    """The config's network, built in the config's (mixed) precision, holding ``loaded``'s weights.
+
+    Saved models are float32 throughout, and their layers keep that dtype when
+    loaded, so a fine-tune would otherwise run in float32 whatever ``precision``
+    says. A model that is not the config's network keeps its own precision.
+    """
+    from trainer.models import build_model
+
+    model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    if [tuple(w.shape) for w in model.weights] != [tuple(w.shape) for w in loaded.weights]:
+        log.warning("%s is not the config's %r network; it is fine-tuned in its own precision (float32), "
+                    "not %s", pretrained, cfg.model.name, cfg.precision)
+        return loaded
+    model.set_weights(loaded.get_weights())
+    return model
 
 
 def with_run_dir(cfg: TrainConfig) -> TrainConfig:
@@ -237,7 +259,7 @@ def train(
     if not no_train:
         if resumed:
             log.info("resuming at epoch %d of %d", (backup_epoch(run_dir) or 0) + 1, cfg.epochs)
-        callbacks = default_callbacks(run_dir, cfg)
+        callbacks = default_callbacks(run_dir, cfg, datasets.train)
         # User callbacks run before the backup callback, so a failure they raise leaves the backup intact.
         callbacks[-1:-1] = list(extra_callbacks)
         with distribute.report_lost_workers(cfg.strategy, run_dir):
