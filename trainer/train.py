@@ -174,26 +174,27 @@ def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None):
                 f"{pretrained} takes {tuple(model.input_shape[1:])} and has {model.output_shape[-1]} outputs; "
                 f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
             )
-        if cfg.precision != "float32":
-            model = _in_config_precision(model, cfg, pretrained)
+        model = _as_config_network(model, cfg, pretrained)
     else:
         model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
     return compile_model(model, cfg)
 
 
-def _in_config_precision(loaded, cfg: TrainConfig, pretrained: Path):
-    """The config's network, built in the config's (mixed) precision, holding ``loaded``'s weights.
+def _as_config_network(loaded, cfg: TrainConfig, pretrained: Path):
+    """The config's network, built in the config's precision, holding ``loaded``'s weights.
 
-    Saved models are float32 throughout, and their layers keep that dtype when
-    loaded, so a fine-tune would otherwise run in float32 whatever ``precision``
-    says. A model that is not the config's network keeps its own precision.
+    So a fine-tune follows the config, not the file: saved models are float32
+    throughout and their layers keep that dtype when loaded (a fine-tune would
+    run in float32 whatever ``precision`` says), and settings that hold no
+    weights (dropout rates) come from the config. A model that is not the
+    config's network is fine-tuned as it was saved.
     """
     from trainer.models import build_model
 
     model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
     if [tuple(w.shape) for w in model.weights] != [tuple(w.shape) for w in loaded.weights]:
-        log.warning("%s is not the config's %r network; it is fine-tuned in its own precision (float32), "
-                    "not %s", pretrained, cfg.model.name, cfg.precision)
+        log.warning("%s is not the config's %r network; it is fine-tuned as it was saved (in float32, "
+                    "with its own settings)", pretrained, cfg.model.name)
         return loaded
     model.set_weights(loaded.get_weights())
     return model
