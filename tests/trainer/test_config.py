@@ -118,3 +118,10 @@ def test_yaml_round_trip(tmp_path: Path):
 
 def test_parse_overrides_keeps_strings():
     assert parse_overrides(["model.name=lenet", "x=1"]) == {"model.name": "lenet", "x": 1}
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_every_committed_recipe_loads(recipe: Path):
+    cfg = TrainConfig.from_file(recipe)
+    assert cfg.model.name in ("lenet", "vgg", "vit") and cfg.epochs > 0
