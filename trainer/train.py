@@ -162,8 +162,12 @@ def compile_model(model, cfg: TrainConfig):
     return model
 
 
-def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None):
-    """Build (or load) and compile the model; call inside ``strategy.scope()``."""
+def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None, *, fine_tune: bool = True):
+    """Build (or load) and compile the model; call inside ``strategy.scope()``.
+
+    ``pretrained`` to fine-tune goes into the config's network (``fine_tune``);
+    one only to evaluate (``fine_tune=False``) stays as saved, in float32.
+    """
     from trainer.evaluate import load_model
     from trainer.models import build_model
 
@@ -174,7 +178,8 @@ def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None):
                 f"{pretrained} takes {tuple(model.input_shape[1:])} and has {model.output_shape[-1]} outputs; "
                 f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
             )
-        model = _as_config_network(model, cfg, pretrained)
+        if fine_tune:
+            model = _as_config_network(model, cfg, pretrained)
     else:
         model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
     return compile_model(model, cfg)
@@ -255,7 +260,7 @@ def train(
         log.info("%d replicas in sync: global batch %d (data.batch_size %d per replica)",
                  strategy.num_replicas_in_sync, fit_batch_size, cfg.data.batch_size)
     with strategy.scope(), precision_policy(cfg.precision):
-        model = build_and_compile(cfg, pretrained)
+        model = build_and_compile(cfg, pretrained, fine_tune=not no_train)
     history_csv = run_dir / HISTORY_CSV
     if not no_train:
         if resumed:

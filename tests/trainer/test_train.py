@@ -189,11 +189,13 @@ def test_pretrained_fine_tunes_the_configs_network_in_the_configs_precision(fini
     with precision_policy(cfg.precision):
         model = build_and_compile(cfg, finished_run / "model.keras")
         other = build_and_compile(cfg.replace({"model.num_filters": 3}), finished_run / "model.keras")
+        evaluated = build_and_compile(cfg, finished_run / "model.keras", fine_tune=False)
     assert is_mixed(model) and model.layers[-1].compute_dtype == "float32"
     assert {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)} == {0.125}
     for mine, theirs in zip(model.get_weights(), saved.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
     assert not is_mixed(other) and "not the config's 'lenet' network" in caplog.text
+    assert not is_mixed(evaluated)  # --no-train scores the model as saved
 
 
 def test_a_run_with_weight_averaging_finishes_and_saves_its_model(tmp_path: Path, class_folders: Path):
