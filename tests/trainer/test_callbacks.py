@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from trainer.callbacks import TrimHistory, backup_epoch, default_callbacks, lr_schedule, read_history
@@ -56,8 +57,6 @@ def _ema_model() -> keras.Model:
 
 
 def _ema_data():
-    import numpy as np
-
     rng = np.random.default_rng(0)
     return rng.normal(size=(64, 4)).astype("float32"), np.eye(3, dtype="float32")[rng.integers(0, 3, 64)]
 
@@ -85,8 +84,6 @@ class _Probe(keras.callbacks.Callback):
 
 
 def test_ema_selection_gives_the_epoch_end_callbacks_and_the_final_model_the_average(tmp_path: Path):
-    import numpy as np
-
     from trainer.callbacks import EmaSelection
 
     x, y = _ema_data()
@@ -104,8 +101,6 @@ def test_ema_selection_gives_the_epoch_end_callbacks_and_the_final_model_the_ave
 
 
 def test_ema_selection_resumes_from_the_training_weights_not_the_average(tmp_path: Path):
-    import numpy as np
-
     from trainer.callbacks import EmaSelection
 
     x, y = _ema_data()
@@ -138,7 +133,6 @@ def test_ema_momentum_turns_on_the_average(tmp_path: Path):
 
 
 def test_recalibrate_batch_norm_makes_the_statistics_the_mean_over_the_batches():
-    import numpy as np
     import tensorflow as tf
 
     from trainer.callbacks import recalibrate_batch_norm
