@@ -120,8 +120,20 @@ def test_parse_overrides_keeps_strings():
     assert parse_overrides(["model.name=lenet", "x=1"]) == {"model.name": "lenet", "x": 1}
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml")),
-                         ids=lambda path: path.name)
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.name)
 def test_every_committed_recipe_loads(recipe: Path):
+    from trainer.models import MODEL_BUILDERS
+
     cfg = TrainConfig.from_file(recipe)
-    assert cfg.model.name in ("lenet", "vgg", "vit") and cfg.epochs > 0
+    assert cfg.model.name in MODEL_BUILDERS and cfg.epochs > 0
+
+
+def test_the_averaging_stage_keeps_the_first_stages_data_augmentation_and_network():
+    # The second-stage recipe repeats these sections (a file cannot include another): keep them equal.
+    first = TrainConfig.from_file(RECIPES / "ferplus_vgg.yaml").to_dict()
+    second = TrainConfig.from_file(RECIPES / "ferplus_vgg_ema.yaml").to_dict()
+    for section in ("data", "augment", "cutmix", "model", "distill", "precision", "seed"):
+        assert second[section] == first[section], section
