@@ -162,3 +162,29 @@ def test_batchnorm_and_dropout_are_exported_in_inference_mode(tmp_path):
     interpreter.invoke()
     tflite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(tflite, loaded.predict(images.astype(np.float32), verbose=0), atol=1e-5)
+
+
+def _op_names(content: bytes) -> set[str]:
+    return {op["op_name"] for op in Interpreter(model_content=content)._get_ops_details()}
+
+
+@pytest.mark.parametrize(("input_size", "kept"), [(16, False), (20, True)])
+def test_a_resizing_layer_that_keeps_the_size_is_left_out_of_the_tflite_model(tmp_path, input_size, kept):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((input_size, input_size, 1))
+    x = keras.layers.Resizing(16, 16, name="resize")(inputs)
+    x = keras.layers.Rescaling(1 / 255)(x)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).integers(0, 256, (4, input_size, input_size, 1)).astype(np.float32)
+    content = convert_to_tflite(save_saved_model(model, tmp_path / "sm"), "float32")
+    assert ("RESIZE_BILINEAR" in _op_names(content)) is kept
+    interpreter = Interpreter(model_content=content)
+    interpreter.resize_tensor_input(0, list(images.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
+    interpreter.invoke()
+    tflite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(tflite, model.predict(images, verbose=0), atol=1e-5)
+    assert model.get_layer("resize").__class__.__name__ == "Resizing"  # the caller's model is untouched
