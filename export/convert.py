@@ -36,7 +36,7 @@ def find_augmentation_layers(model: tf.keras.Model | object) -> list[str]:
     return found
 
 
-def without_identity_resizing(model):
+def without_identity_resizing(model: object) -> object:
     """``model`` with every ``Resizing`` layer that keeps its input's size replaced by ``Identity``.
 
     The trainer's models start with ``Resizing(image_size)``, as the seed's
