@@ -94,25 +94,27 @@ def train(config, sets, data_dir, data_format, label_mode, image_size, color_mod
 
 @click.command()
 @_config_options
-@click.option("--model", "model_path", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Trained .keras/.h5 model.")
+@click.option("--model", "model_paths", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Trained .keras/.h5 model; repeat it to score several as an ensemble (mean probabilities).")
 @click.option("--split", type=click.Choice(("train", "val", "test")), default="test", show_default=True)
 @click.option("--out", "out_dir", type=_path, help="Report folder (default <model folder>/eval_<split>).")
 @click.option("--flip-average", is_flag=True,
               help="Average each image's prediction with its mirror image's (test-time augmentation).")
 def evaluate(config, sets, data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad,
-             model_path, split, out_dir, flip_average) -> None:
-    """Evaluate a trained Keras model on a split (metrics.json, report, confusion matrix)."""
+             model_paths, split, out_dir, flip_average) -> None:
+    """Evaluate a trained Keras model, or an ensemble of several, on a split (metrics.json, report, confusion matrix)."""
     _setup_logging()
-    if config is None and (model_path.parent / "config.yaml").is_file():
-        config = model_path.parent / "config.yaml"
+    if config is None and (model_paths[0].parent / "config.yaml").is_file():
+        config = model_paths[0].parent / "config.yaml"
     flags = _data_flags(data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad)
     cfg = _build_config(config, sets, flags)
     from trainer.evaluate import evaluate as run_evaluation
 
-    report = run_evaluation(model_path, cfg, split=split, out_dir=out_dir, flip_average=flip_average)
+    report = run_evaluation(list(model_paths), cfg, split=split, out_dir=out_dir, flip_average=flip_average)
     click.echo(report.summary())
-    click.echo(f"next: ers export {model_path} --out-dir exports/NAME")
+    if len(model_paths) == 1:
+        click.echo(f"next: ers export {model_paths[0]} --out-dir exports/NAME")
 
 
 @click.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,22 +129,27 @@ def predict(model, dataset, *, flip_average: bool = False) -> tuple[np.ndarray, 
 
     ``flip_average`` averages each image's probabilities with its mirror
     image's (test-time augmentation): what a flip-averaged model would score,
-    at twice the inference cost.
+    at twice the inference cost. ``model`` may be a list of models: an
+    ensemble, scored on the mean of their probabilities (what distilling them
+    into one student aims at).
     """
     import tensorflow as tf
 
     labels = np.concatenate([y.numpy() for _, y in dataset], axis=0)
     images = dataset.map(lambda x, y: x)
-    probs = model.predict(images, verbose=1)
-    if flip_average:
-        probs = (probs + model.predict(images.map(tf.image.flip_left_right), verbose=1)) / 2.0
-    return labels.argmax(axis=1).astype(np.int64), probs
+    views = [images, images.map(tf.image.flip_left_right)] if flip_average else [images]
+    members = model if isinstance(model, (list, tuple)) else [model]
+    probs = sum(member.predict(view, verbose=1) for member in members for view in views)
+    return labels.argmax(axis=1).astype(np.int64), probs / (len(members) * len(views))
 
 
 def evaluate_model(model, dataset, class_names, out_dir: Path, *, history_csv: Path | None = None,
                    split: str = "test", extra: dict[str, Any] | None = None,
                    flip_average: bool = False) -> EvalReport:
-    """Predict ``dataset`` and write metrics.json, the report, the confusion matrix and curves."""
+    """Predict ``dataset`` and write metrics.json, the report, the confusion matrix and curves.
+
+    ``model``: one model, or a list of models scored as an ensemble (``predict``).
+    """
     from trainer.callbacks import read_history
 
     out_dir = Path(out_dir)
@@ -182,14 +188,8 @@ def load_model(path: Path):
     return float32_copy(model, models.custom_objects())  # a mid-run mixed-precision checkpoint: as exported
 
 
-def evaluate(model_path: Path, cfg, split: str = "test", out_dir: Path | None = None, *,
-             flip_average: bool = False) -> EvalReport:
-    """Evaluate a saved model on a split of ``cfg.data``; reports go to ``out_dir``.
-
-    ``flip_average``: score the mean of each image's and its mirror image's predictions.
-    """
-    from trainer.data import load_split, make_dataset
-
+def _checked_model(model_path: Path, cfg):
+    """``load_model``, refusing a model whose input or classes differ from the config's."""
     model = load_model(model_path)
     expected = tuple(model.input_shape[1:])
     if expected != cfg.data.input_shape:
@@ -200,9 +200,32 @@ def evaluate(model_path: Path, cfg, split: str = "test", out_dir: Path | None = 
     if model.output_shape[-1] != cfg.data.num_classes:
         raise ConfigError(f"{model_path} has {model.output_shape[-1]} outputs but the config has "
                           f"{cfg.data.num_classes} classes {list(cfg.data.class_names)}")
+    return model
+
+
+def evaluate(model_path: Path | Sequence[Path], cfg, split: str = "test", out_dir: Path | None = None, *,
+             flip_average: bool = False) -> EvalReport:
+    """Evaluate a saved model on a split of ``cfg.data``; reports go to ``out_dir``.
+
+    ``model_path`` may name several models: they are scored as an ensemble
+    (the mean of their probabilities), for example to see how strong a set of
+    distillation teachers is; the default report folder is then
+    ``eval_<split>_ensemble`` beside the first. ``flip_average``: score the
+    mean of each image's and its mirror image's predictions.
+    """
+    from trainer.data import load_split, make_dataset
+
+    paths = [Path(model_path)] if isinstance(model_path, (str, Path)) else [Path(path) for path in model_path]
+    if not paths:
+        raise ConfigError("evaluate needs at least one model")
+    models = [_checked_model(path, cfg) for path in paths]
     data = load_split(cfg.data, split)
-    out_dir = Path(out_dir) if out_dir is not None else Path(model_path).parent / f"eval_{split}"
-    history = Path(model_path).parent / "history.csv"
-    return evaluate_model(model, make_dataset(data, cfg, training=False), cfg.data.class_names, out_dir,
-                          history_csv=history if history.is_file() else None, split=split,
-                          extra={"model": str(model_path)}, flip_average=flip_average)
+    if len(paths) == 1:
+        folder, history, extra = f"eval_{split}", paths[0].parent / "history.csv", {"model": str(paths[0])}
+    else:
+        folder, history, extra = f"eval_{split}_ensemble", None, {"models": [str(path) for path in paths]}
+    out_dir = Path(out_dir) if out_dir is not None else paths[0].parent / folder
+    return evaluate_model(models if len(models) > 1 else models[0], make_dataset(data, cfg, training=False),
+                          cfg.data.class_names, out_dir,
+                          history_csv=history if history is not None and history.is_file() else None,
+                          split=split, extra=extra, flip_average=flip_average)

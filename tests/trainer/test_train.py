@@ -158,6 +158,34 @@ def test_evaluate_flip_average_scores_the_mean_of_each_image_and_its_mirror(fini
     assert json.loads((out / "metrics.json").read_text())["flip_average"] is True
 
 
+def test_evaluate_scores_several_models_as_the_mean_of_their_probabilities(finished_run: Path, tmp_path: Path):
+    import keras
+    import tensorflow as tf
+
+    from trainer.evaluate import predict
+
+    model = keras.models.load_model(finished_run / "model.keras", compile=False)
+    other = keras.models.clone_model(model)  # fresh weights: a second, different member
+    other_path = tmp_path / "other.keras"
+    other.save(other_path)
+    images = np.random.default_rng(4).uniform(0, 255, (6, *model.input_shape[1:])).astype("float32")
+    labels = np.eye(8, dtype="float32")[[0, 1, 2, 3, 4, 5]]
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    _, first = predict(model, dataset, flip_average=True)
+    _, second = predict(other, dataset, flip_average=True)
+    assert not np.allclose(first, second, atol=1e-3)
+    _, ensemble = predict([model, other], dataset, flip_average=True)
+    np.testing.assert_allclose(ensemble, (first + second) / 2, atol=1e-5)
+
+    result = invoke(["evaluate", "--model", str(finished_run / "model.keras"), "--model", str(other_path),
+                     "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert "next: ers export" not in result.output  # an ensemble is not one exportable model
+    metrics = json.loads((finished_run / "eval_val_ensemble" / "metrics.json").read_text())
+    assert metrics["models"] == [str(finished_run / "model.keras"), str(other_path)]
+    assert metrics["num_samples"] == 16
+
+
 def test_bad_data_is_one_line_error_before_training(tmp_path: Path, class_folders: Path):
     (class_folders / "val" / "sad" / "sad_0.png").write_bytes(b"")
     run_dir = tmp_path / "run"
