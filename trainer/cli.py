@@ -98,7 +98,9 @@ def train(config, sets, data_dir, data_format, label_mode, image_size, color_mod
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Trained .keras/.h5 model; repeat it to score several as an ensemble (mean probabilities).")
 @click.option("--split", type=click.Choice(("train", "val", "test")), default="test", show_default=True)
-@click.option("--out", "out_dir", type=_path, help="Report folder (default <model folder>/eval_<split>).")
+@click.option("--out", "out_dir", type=_path,
+              help="Report folder (default <model folder>/eval_<split>, for an ensemble the first model's "
+                   "eval_<split>_ensemble).")
 @click.option("--flip-average", is_flag=True,
               help="Average each image's prediction with its mirror image's (test-time augmentation).")
 def evaluate(config, sets, data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ def evaluate(model_path: Path | Sequence[Path], cfg, split: str = "test", out_di
     else:
         folder, history, extra = f"eval_{split}_ensemble", None, {"models": [str(path) for path in paths]}
     out_dir = Path(out_dir) if out_dir is not None else paths[0].parent / folder
-    return evaluate_model(models if len(models) > 1 else models[0], make_dataset(data, cfg, training=False),
+    return evaluate_model(models, make_dataset(data, cfg, training=False),
                           cfg.data.class_names, out_dir,
                           history_csv=history if history is not None and history.is_file() else None,
                           split=split, extra=extra, flip_average=flip_average)
