@@ -59,6 +59,18 @@ def test_one_epoch_writes_every_artifact(finished_run: Path):
     assert model.input_shape == (None, 16, 16, 3)
 
 
+def test_tensorboard_reads_the_run_logs(finished_run: Path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    logs = EventMultiplexer().AddRunsFromDirectory(str(finished_run / "tensorboard"))
+    logs.Reload()
+    runs = logs.Runs()
+    assert set(runs) == {"train", "validation"}
+    for run in runs:
+        assert {"epoch_loss", "epoch_accuracy"} <= set(runs[run]["tensors"]), run
+        assert len(logs.Tensors(run, "epoch_loss")) == 1  # one epoch, one point
+
+
 def test_finished_run_is_not_overwritten(finished_run: Path, class_folders: Path):
     before = (finished_run / "model.keras").stat().st_mtime
     result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, finished_run)])
