@@ -26,14 +26,10 @@ log = logging.getLogger(__name__)
 
 def teacher_predictions(cfg: TrainConfig, split) -> np.ndarray:
     """Mean class probabilities (N, C) of ``cfg.distill.teachers`` on ``split``'s images, in order."""
-    import tensorflow as tf
-
     from trainer.data import make_dataset
-    from trainer.evaluate import load_model
+    from trainer.evaluate import load_model, mean_probabilities
 
-    images = make_dataset(split, cfg, training=False).map(lambda x, y: x)  # same order, no augmentation
-    total = np.zeros((len(split), cfg.data.num_classes), np.float64)
-    views = 0
+    teachers = []
     for path in cfg.distill.teachers:
         teacher = load_model(Path(path))
         if tuple(teacher.input_shape[1:]) != cfg.data.input_shape or teacher.output_shape[-1] != cfg.data.num_classes:
@@ -41,12 +37,11 @@ def teacher_predictions(cfg: TrainConfig, split) -> np.ndarray:
                 f"teacher {path} takes {tuple(teacher.input_shape[1:])} with {teacher.output_shape[-1]} outputs; "
                 f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
             )
-        batches = [images, images.map(tf.image.flip_left_right)] if cfg.distill.flip else [images]
-        for batch in batches:
-            total += teacher.predict(batch, verbose=0)
-            views += 1
-        log.info("teacher %s: predictions for %d training images", path, len(split))
-    return (total / views).astype(np.float32)
+        teachers.append(teacher)
+    images = make_dataset(split, cfg, training=False).map(lambda x, y: x)  # same order, no augmentation
+    probs = mean_probabilities(teachers, images, flip_average=cfg.distill.flip, verbose=0)
+    log.info("teachers %s: predictions for %d training images", ", ".join(cfg.distill.teachers), len(split))
+    return probs
 
 
 def with_teacher_labels(cfg: TrainConfig, split):

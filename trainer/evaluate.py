@@ -124,6 +124,20 @@ class EvalReport:
                 f"weighted F1 {m['weighted_f1']:.4f}\nreports in {self.out_dir}")
 
 
+def mean_probabilities(models: Sequence, images, *, flip_average: bool = False, verbose: int = 1) -> np.ndarray:
+    """Class probabilities (N, C) of a batched data set of images, averaged over ``models``.
+
+    Several models are an ensemble; ``flip_average`` also averages each
+    image with its mirror image (test-time augmentation). Evaluation scores
+    this mean and distillation (``trainer.distill``) trains on it.
+    """
+    import tensorflow as tf
+
+    views = [images, images.map(tf.image.flip_left_right)] if flip_average else [images]
+    total = sum(model.predict(view, verbose=verbose).astype(np.float64) for model in models for view in views)
+    return (total / (len(models) * len(views))).astype(np.float32)
+
+
 def predict(model, dataset, *, flip_average: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true_int, probs)`` over a batched (images, labels) data set, in order.
 
@@ -133,14 +147,10 @@ def predict(model, dataset, *, flip_average: bool = False) -> tuple[np.ndarray, 
     ensemble, scored on the mean of their probabilities (what distilling them
     into one student aims at).
     """
-    import tensorflow as tf
-
     labels = np.concatenate([y.numpy() for _, y in dataset], axis=0)
-    images = dataset.map(lambda x, y: x)
-    views = [images, images.map(tf.image.flip_left_right)] if flip_average else [images]
     members = model if isinstance(model, (list, tuple)) else [model]
-    probs = sum(member.predict(view, verbose=1) for member in members for view in views)
-    return labels.argmax(axis=1).astype(np.int64), probs / (len(members) * len(views))
+    probs = mean_probabilities(members, dataset.map(lambda x, y: x), flip_average=flip_average)
+    return labels.argmax(axis=1).astype(np.int64), probs
 
 
 def evaluate_model(model, dataset, class_names, out_dir: Path, *, history_csv: Path | None = None,
@@ -221,11 +231,12 @@ def evaluate(model_path: Path | Sequence[Path], cfg, split: str = "test", out_di
     models = [_checked_model(path, cfg) for path in paths]
     data = load_split(cfg.data, split)
     if len(paths) == 1:
-        folder, history, extra = f"eval_{split}", paths[0].parent / "history.csv", {"model": str(paths[0])}
+        history = paths[0].parent / "history.csv"
+        history_csv = history if history.is_file() else None
+        folder, extra = f"eval_{split}", {"model": str(paths[0])}
     else:
-        folder, history, extra = f"eval_{split}_ensemble", None, {"models": [str(path) for path in paths]}
+        history_csv = None
+        folder, extra = f"eval_{split}_ensemble", {"models": [str(path) for path in paths]}
     out_dir = Path(out_dir) if out_dir is not None else paths[0].parent / folder
-    return evaluate_model(models, make_dataset(data, cfg, training=False),
-                          cfg.data.class_names, out_dir,
-                          history_csv=history if history is not None and history.is_file() else None,
-                          split=split, extra=extra, flip_average=flip_average)
+    return evaluate_model(models, make_dataset(data, cfg, training=False), cfg.data.class_names, out_dir,
+                          history_csv=history_csv, split=split, extra=extra, flip_average=flip_average)
