@@ -3,7 +3,7 @@
 ``vgg`` is the shipped model's network: four VGG blocks (two 3x3
 conv-BN-ReLU layers, max-pool, dropout) whose widths double from
 ``model.num_filters``, then one BN-ReLU dense layer of ``model.dense1_units``
-and the softmax. At 48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
+and the softmax (``model.first_block_convs`` sets the first block's depth). At 48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
 parameters (int8: about 1.5 MB) and costs about 0.12 GMAC per face, which
 fits the edge budget while keeping the capacity FER+ needs.
 """
@@ -42,7 +42,7 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     for block in range(VGG_BLOCKS):
         filters = m.num_filters * 2**block
-        for layer in range(2):
+        for layer in range(m.first_block_convs if block == 0 else 2):
             x = _conv_bn_relu(x, filters, m.kernel_size, reg, f"block{block + 1}_{layer + 1}")
         x = layers.MaxPool2D(2, name=f"block{block + 1}_pool")(x)
         rate = m.dropout_rate * (0.25 + 0.25 * block / (VGG_BLOCKS - 1))

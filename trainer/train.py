@@ -191,17 +191,36 @@ def _as_config_network(loaded, cfg: TrainConfig, pretrained: Path):
     So a fine-tune follows the config, not the file: saved models are float32
     throughout and their layers keep that dtype when loaded (a fine-tune would
     run in float32 whatever ``precision`` says), and settings that hold no
-    weights (dropout rates) come from the config. A model that is not the
-    config's network is fine-tuned as it was saved.
+    weights (dropout rates) come from the config. When the config's network has
+    fewer layers than the file's (``model.first_block_convs: 1`` on a two-conv
+    model), each of its layers takes the weights of the file's layer of the same
+    name, and the file's other layers are dropped: that prunes a trained model.
+    A model whose layers do not all match is fine-tuned as it was saved.
     """
     from trainer.models import build_model
 
     model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
-    if [tuple(w.shape) for w in model.weights] != [tuple(w.shape) for w in loaded.weights]:
+    if [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in loaded.weights]:
+        model.set_weights(loaded.get_weights())
+        return model
+    saved = {layer.name: layer for layer in loaded.layers}
+
+    def same_shapes(layer) -> bool:
+        other = saved.get(layer.name)
+        return other is not None and [tuple(w.shape) for w in layer.weights] == [
+            tuple(w.shape) for w in other.weights]
+
+    weighted = [layer for layer in model.layers if layer.weights]
+    if not all(same_shapes(layer) for layer in weighted):
         log.warning("%s is not the config's %r network; it is fine-tuned as it was saved (in float32, "
                     "with its own settings)", pretrained, cfg.model.name)
         return loaded
-    model.set_weights(loaded.get_weights())
+    for layer in weighted:
+        layer.set_weights(saved[layer.name].get_weights())
+    kept = {layer.name for layer in weighted}
+    dropped = [layer.name for layer in loaded.layers if layer.weights and layer.name not in kept]
+    log.info("%s: the config's network keeps its layers by name and drops %s", pretrained,
+             ", ".join(dropped))
     return model
 
 

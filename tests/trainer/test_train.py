@@ -245,3 +245,24 @@ def test_a_run_with_weight_averaging_finishes_and_saves_its_model(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert len(history_rows(run_dir)) == 2 and (run_dir / "model.keras").is_file()
     assert keras.models.load_model(run_dir / "model.keras").output_shape == (None, 8)
+
+
+def test_pretrained_into_a_vgg_with_one_first_block_conv_keeps_the_other_layers_by_name(tmp_path: Path, caplog):
+    import logging
+
+    from trainer.models import build_model
+    from trainer.train import build_and_compile
+
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 16, "color_mode": "grayscale"}})
+    saved = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    saved.save(tmp_path / "two_convs.keras")
+    with caplog.at_level(logging.INFO, logger="trainer.train"):
+        pruned = build_and_compile(cfg.replace({"model.first_block_convs": 1}), tmp_path / "two_convs.keras")
+    names = {layer.name for layer in pruned.layers}
+    assert "block1_1_conv" in names and "block1_2_conv" not in names and "block2_2_conv" in names
+    for layer in pruned.layers:
+        for mine, theirs in zip(layer.get_weights(), saved.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    assert "drops block1_2_conv, block1_2_bn" in caplog.text
+    assert pruned.count_params() < saved.count_params()
