@@ -3,7 +3,8 @@
 ``vgg`` is the shipped model's network: four VGG blocks (two 3x3
 conv-BN-ReLU layers, max-pool, dropout) whose widths double from
 ``model.num_filters``, then one BN-ReLU dense layer of ``model.dense1_units``
-and the softmax (``model.first_block_convs`` sets the first block's depth). At 48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
+and the softmax; ``model.first_block_convs`` sets the first block's depth. At
+48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
 parameters (int8: about 1.5 MB) and costs about 0.12 GMAC per face, which
 fits the edge budget while keeping the capacity FER+ needs.
 """

@@ -199,16 +199,17 @@ def _as_config_network(loaded, cfg: TrainConfig, pretrained: Path):
     """
     from trainer.models import build_model
 
+    def shapes(holder) -> list[tuple[int, ...]]:
+        return [tuple(w.shape) for w in holder.weights]
+
     model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
-    if [tuple(w.shape) for w in model.weights] == [tuple(w.shape) for w in loaded.weights]:
+    if shapes(model) == shapes(loaded):
         model.set_weights(loaded.get_weights())
         return model
     saved = {layer.name: layer for layer in loaded.layers}
 
     def same_shapes(layer) -> bool:
-        other = saved.get(layer.name)
-        return other is not None and [tuple(w.shape) for w in layer.weights] == [
-            tuple(w.shape) for w in other.weights]
+        return layer.name in saved and shapes(layer) == shapes(saved[layer.name])
 
     weighted = [layer for layer in model.layers if layer.weights]
     if not all(same_shapes(layer) for layer in weighted):
@@ -220,7 +221,7 @@ def _as_config_network(loaded, cfg: TrainConfig, pretrained: Path):
     kept = {layer.name for layer in weighted}
     dropped = [layer.name for layer in loaded.layers if layer.weights and layer.name not in kept]
     log.info("%s: the config's network keeps its layers by name and drops %s", pretrained,
-             ", ".join(dropped))
+             ", ".join(dropped) or "nothing")
     return model
 
 
