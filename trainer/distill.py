@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ConfigError
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -27,17 +26,9 @@ log = logging.getLogger(__name__)
 def teacher_predictions(cfg: TrainConfig, split) -> np.ndarray:
     """Mean class probabilities (N, C) of ``cfg.distill.teachers`` on ``split``'s images, in order."""
     from trainer.data import make_dataset
-    from trainer.evaluate import load_model, mean_probabilities
+    from trainer.evaluate import load_checked_model, mean_probabilities
 
-    teachers = []
-    for path in cfg.distill.teachers:
-        teacher = load_model(Path(path))
-        if tuple(teacher.input_shape[1:]) != cfg.data.input_shape or teacher.output_shape[-1] != cfg.data.num_classes:
-            raise ConfigError(
-                f"teacher {path} takes {tuple(teacher.input_shape[1:])} with {teacher.output_shape[-1]} outputs; "
-                f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
-            )
-        teachers.append(teacher)
+    teachers = [load_checked_model(Path(path), cfg, role="teacher") for path in cfg.distill.teachers]
     images = make_dataset(split, cfg, training=False).map(lambda x, y: x)  # same order, no augmentation
     probs = mean_probabilities(teachers, images, flip_average=cfg.distill.flip, verbose=0)
     log.info("teachers %s: predictions for %d training images", ", ".join(cfg.distill.teachers), len(split))

@@ -198,18 +198,20 @@ def load_model(path: Path):
     return float32_copy(model, models.custom_objects())  # a mid-run mixed-precision checkpoint: as exported
 
 
-def _checked_model(model_path: Path, cfg):
-    """``load_model``, refusing a model whose input or classes differ from the config's."""
+def load_checked_model(model_path: Path, cfg, *, role: str = ""):
+    """``load_model``, refusing a model whose input or classes differ from the config's.
+
+    The one check for every model a command is given: evaluated, fine-tuned or
+    a distillation teacher (``role`` names which in the message).
+    """
     model = load_model(model_path)
-    expected = tuple(model.input_shape[1:])
-    if expected != cfg.data.input_shape:
+    shape, outputs = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if shape != cfg.data.input_shape or outputs != cfg.data.num_classes:
         raise ConfigError(
-            f"{model_path} expects input {expected} but the config gives {cfg.data.input_shape}; "
-            "set data.image_size / data.color_mode to match (e.g. --config run_dir/config.yaml)"
+            f"{role + ' ' if role else ''}{model_path} takes {shape} and has {outputs} outputs; the config wants "
+            f"{cfg.data.input_shape} and {cfg.data.num_classes} classes {list(cfg.data.class_names)}: set "
+            "data.image_size / data.color_mode to match (e.g. --config run_dir/config.yaml)"
         )
-    if model.output_shape[-1] != cfg.data.num_classes:
-        raise ConfigError(f"{model_path} has {model.output_shape[-1]} outputs but the config has "
-                          f"{cfg.data.num_classes} classes {list(cfg.data.class_names)}")
     return model
 
 
@@ -228,7 +230,7 @@ def evaluate(model_path: Path | Sequence[Path], cfg, split: str = "test", out_di
     paths = [Path(model_path)] if isinstance(model_path, (str, Path)) else [Path(path) for path in model_path]
     if not paths:
         raise ConfigError("evaluate needs at least one model")
-    models = [_checked_model(path, cfg) for path in paths]
+    models = [load_checked_model(path, cfg) for path in paths]
     data = load_split(cfg.data, split)
     if len(paths) == 1:
         history = paths[0].parent / "history.csv"

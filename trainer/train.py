@@ -168,16 +168,11 @@ def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None, *, fine_
     ``pretrained`` to fine-tune goes into the config's network (``fine_tune``);
     one only to evaluate (``fine_tune=False``) stays as saved, in float32.
     """
-    from trainer.evaluate import load_model
+    from trainer.evaluate import load_checked_model
     from trainer.models import build_model
 
     if pretrained is not None:
-        model = load_model(pretrained)
-        if tuple(model.input_shape[1:]) != cfg.data.input_shape or model.output_shape[-1] != cfg.data.num_classes:
-            raise ConfigError(
-                f"{pretrained} takes {tuple(model.input_shape[1:])} and has {model.output_shape[-1]} outputs; "
-                f"the config wants {cfg.data.input_shape} and {cfg.data.num_classes} classes"
-            )
+        model = load_checked_model(pretrained, cfg)
         if fine_tune:
             model = _as_config_network(model, cfg, pretrained)
     else:
