@@ -54,7 +54,7 @@ CLASS_NAMES: tuple[str, ...] = (
 DATA_FORMATS = ("auto", "folders", "ferplus", "fer2013_csv")
 LABEL_MODES = ("majority", "soft")
 COLOR_MODES = ("grayscale", "rgb")
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multiworker")  # see trainer.distribute
 MONITORS = ("val_accuracy", "val_loss")
@@ -214,7 +214,8 @@ class ModelConfig:
 class OptimConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4  # adamw only
+    weight_decay: float = 1e-4  # adamw and sgd (decoupled: each step shrinks the weights by lr * weight_decay)
+    momentum: float = 0.9  # sgd only (Nesterov)
     schedule: str = "constant"
     warmup_epochs: int = 0
     min_learning_rate: float = 1e-6
@@ -234,6 +235,7 @@ class OptimConfig:
         _choice("optim.schedule", self.schedule, SCHEDULES)
         _positive("optim.learning_rate", self.learning_rate)
         _check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0; got {self.weight_decay}")
+        _check(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1); got {self.momentum}")
         _check(self.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0; got {self.warmup_epochs}")
         _check(self.min_learning_rate >= 0, f"optim.min_learning_rate must be >= 0; got {self.min_learning_rate}")
         _check(0 <= self.label_smoothing < 1, f"optim.label_smoothing must be in [0, 1); got {self.label_smoothing}")

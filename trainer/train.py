@@ -144,11 +144,15 @@ def make_optimizer(cfg: TrainConfig):
     if optim.optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate=optim.learning_rate, weight_decay=optim.weight_decay,
                                       **averaging)
+    if optim.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=optim.learning_rate, momentum=optim.momentum,
+                                    nesterov=optim.momentum > 0, weight_decay=optim.weight_decay or None,
+                                    **averaging)
     return keras.optimizers.Adam(learning_rate=optim.learning_rate, **averaging)
 
 
 def compile_model(model, cfg: TrainConfig):
-    """The seed's compile: Adam(W), CategoricalCrossentropy, accuracy and top-3 accuracy."""
+    """The seed's compile: Adam (or AdamW, SGD), CategoricalCrossentropy, accuracy and top-3 accuracy."""
     import keras
 
     model.compile(

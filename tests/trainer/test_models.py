@@ -67,3 +67,19 @@ def test_small_lenet_trains_one_step_with_adamw():
     assert type(model.optimizer).__name__ == "AdamW"
     assert [m.name for m in model.metrics][-1] == "compile_metrics"
     assert {"accuracy", "top3_accuracy"} <= set(history.history)
+
+
+def test_small_lenet_trains_one_step_with_nesterov_sgd():
+    cfg = resolve_config(None, ["ImageSize=24", "NoOfUDense1=16", "NoOfUDense2=8", "optim.optimizer=sgd",
+                                "optim.learning_rate=0.05", "optim.momentum=0.8", "optim.weight_decay=5e-4"])
+    model, history = one_step(cfg, (24, 24, 3))
+    optimizer = model.optimizer
+    assert type(optimizer).__name__ == "SGD"
+    assert optimizer.nesterov and optimizer.momentum == pytest.approx(0.8)
+    assert optimizer.weight_decay == pytest.approx(5e-4)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_momentum_outside_zero_to_one_names_the_key():
+    with pytest.raises(ConfigError, match="optim.momentum must be in"):
+        resolve_config(None, ["optim.optimizer=sgd", "optim.momentum=1.0"])
