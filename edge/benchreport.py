@@ -148,7 +148,7 @@ class BenchReport:
             f"CPU: {self.cpu['cpu_ms_per_frame']:.3f} ms of CPU per frame, {self.cpu['cores_busy']:.2f} of "
             f"{m['usable_cores']} cores busy; {self.cpu['process_threads']} threads in the process "
             f"(classifier {threads}, OpenCV {self.cpu['opencv_threads']})",
-            f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {load_text}; "
+            f"machine: {describe_cpu(m)}, {m['usable_cores']} usable cores, {load_text}; "
             f"python {self.versions['python']}, mediapipe {self.versions['mediapipe']}, "
             f"ai-edge-litert {self.versions['ai-edge-litert']}, opencv {self.versions['opencv']}",
         ]
@@ -178,20 +178,53 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def machine_info() -> dict[str, Any]:
-    """The CPU, cores and load of this machine (recorded with every run)."""
-    cpu_model = platform.processor() or platform.machine()
+# Instruction sets that decide how fast LiteRT (XNNPACK) and mediapipe run on a CPU, as /proc/cpuinfo
+# names them (x86 "flags", Arm "Features"): two machines that report the same model name can differ
+# in them (a 256-bit or a 512-bit vector unit, int8 dot products, AMX), and so run at different speeds.
+SPEED_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
+    "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2",
+)
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo(path: Path) -> dict[str, str]:
+    """The first processor's fields of a /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "Model") and value.strip():
-                cpu_model = value.strip()
-                break
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        pass
+        return fields
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key and value:
+            fields.setdefault(key, value)
+    return fields
+
+
+def describe_cpu(machine: dict[str, Any]) -> str:
+    """'AMD EPYC (family 25 model 17 stepping 1; avx2 fma avx512f)': the name, then what tells CPUs apart."""
+    details = "; ".join(part for part in (machine.get("cpu_id"), " ".join(machine.get("cpu_features") or ())) if part)
+    return f"{machine['cpu_model']} ({details})" if details else machine["cpu_model"]
+
+
+def machine_info(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
+    """The CPU (name, family/model/stepping, vector instruction sets), cores and load of this machine.
+
+    Recorded with every run, so that two runs can be compared: the model name alone ("AMD EPYC" on
+    a cloud machine) does not tell one CPU generation from the next.
+    """
+    info = _cpuinfo(cpuinfo)
+    cpu_model = next((info[key] for key in ("model name", "Hardware", "Model") if key in info),
+                     platform.processor() or platform.machine())
+    cpu_id = " ".join(f"{key.split()[-1]} {info[key]}" for key in ("cpu family", "model", "stepping") if key in info)
+    flags = set((info.get("flags") or info.get("Features") or "").split())
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu_model": cpu_model,
+        "cpu_id": cpu_id or None,
+        "cpu_features": [name for name in SPEED_FEATURES if name in flags],
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "load_average": [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None,

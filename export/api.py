@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.benchreport import machine_info
 from edge.classifier import EmotionClassifier
 from edge.errors import ConfigError, DataError, SinkError
 from edge.model_spec import ModelSpec, VariantSpec, sha256_of
@@ -274,6 +275,7 @@ def _write_export(
         variants=tuple(reports),
         gate=gate,
         failures=tuple(failures),
+        machine=machine_info(),
     )
     spec.save(staging)
     report.save(staging)

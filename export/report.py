@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from edge.benchreport import describe_cpu
 
 from export.gate import ExportGate, GateFailure, accuracy_drop_pp
 from export.verify import ClassificationMetrics, VerifyReport
@@ -40,6 +43,7 @@ class ExportReport:
     variants: tuple[VerifyReport, ...]
     gate: ExportGate
     failures: tuple[GateFailure, ...]
+    machine: dict[str, Any]  # edge.benchreport.machine_info(): where the latencies were measured
 
     @property
     def passed(self) -> bool:
@@ -63,6 +67,7 @@ class ExportReport:
             "test_source": self.test_source,
             "test_images": self.test_images,
             "representative_images": self.representative_images,
+            "machine": dict(self.machine),
             "keras": asdict(self.keras),
             "variants": {
                 r.variant: {
@@ -131,7 +136,8 @@ class ExportReport:
             f"- model: `{self.model_path}` (sha256 `{self.source_model_sha256[:16]}...`)",
             f"- test set: {self.test_images} images from {self.test_source}",
             f"- int8 calibration: {self.representative_images} representative images",
-            "- latency: median per image, batch 1, after warm-up, through edge.classifier",
+            "- latency: median per image, batch 1, after warm-up, through edge.classifier, on "
+            f"{describe_cpu(self.machine)} ({self.machine['usable_cores']} usable cores)",
             "",
             self.table(),
             "",

@@ -104,7 +104,7 @@ def test_benchmark_gives_a_complete_report_on_a_short_clip(tmp_path, tiny_model_
     data = json.loads(json.dumps(report.to_dict()))
     assert set(data["stages_ms"]) == {*STAGES, "other"}
     assert data["fps"] > 0 and data["frames"] == 6 and data["fer"] is None
-    for key in ("cpu_model", "logical_cores", "usable_cores", "load_average", "platform"):
+    for key in ("cpu_model", "cpu_id", "cpu_features", "logical_cores", "usable_cores", "load_average", "platform"):
         assert key in data["machine"]
     assert set(data["versions"]) == {"python", "numpy", "opencv", "mediapipe", "ai-edge-litert", "ers"}
     settings = data["settings"]
@@ -143,6 +143,12 @@ def test_switched_off_stages_are_reported_as_off(tmp_path, tiny_model_dir):
     assert "off" in report.table()
     without_load = dataclasses.replace(report, machine={**report.machine, "load_average": None})  # Windows
     assert "no load average" in without_load.table()
+    described = dataclasses.replace(report, machine={**report.machine, "cpu_model": "EPYC", "cpu_id": "family 25",
+                                                     "cpu_features": ["avx2", "avx512f"]})
+    assert "machine: EPYC (family 25; avx2 avx512f), " in described.table()
+    unknown = dataclasses.replace(report, machine={**report.machine, "cpu_model": "arm64", "cpu_id": None,
+                                                   "cpu_features": []})
+    assert "machine: arm64, " in unknown.table()
 
 
 @pytest.mark.slow
@@ -224,6 +230,24 @@ def test_machine_and_versions():
     machine = machine_info()
     assert machine["usable_cores"] >= 1 and machine["cpu_model"]
     assert versions()["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_machine_tells_cpus_with_the_same_name_apart(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                   "model name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n\n"
+                   "processor\t: 1\nmodel name\t: another\nflags\t\t: amx_int8\n")
+    machine = machine_info(x86)
+    assert machine["cpu_model"] == "AMD EPYC"  # the first processor's
+    assert machine["cpu_id"] == "family 25 model 17 stepping 1"
+    assert machine["cpu_features"] == ["avx2", "fma", "avx512f", "avx512_vnni"]
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU part\t: 0xd0c\n\n"
+                   "Hardware\t: BCM2835\n")
+    machine = machine_info(arm)
+    assert machine["cpu_model"] == "BCM2835" and machine["cpu_id"] is None
+    assert machine["cpu_features"] == ["asimd", "asimddp", "i8mm"]
+    assert machine_info(tmp_path / "missing")["cpu_features"] == []
 
 
 def test_fer_side_by_side_runs_in_its_own_process(tmp_path, tiny_model_dir, monkeypatch):

@@ -89,6 +89,7 @@ def test_report_numbers_equal_an_independent_recomputation(full_export, model_pa
     assert report["keras"]["accuracy"] == pytest.approx(keras_accuracy, abs=1e-12)
     assert 0.8 < keras_accuracy < 0.95  # label noise keeps the numbers meaningful
     assert report["source_model_sha256"] == spec.source_model_sha256 == sha256_of(model_path)
+    assert report["machine"]["usable_cores"] >= 1 and report["machine"]["cpu_model"]  # where latency was timed
     for name in VARIANTS:
         path = full_export.out_dir / f"model_{name}.tflite"
         probs = run_tflite(path, images)

@@ -26,6 +26,7 @@ def make_report(*variants: VerifyReport) -> ExportReport:
         model_path="run/model.keras", model_size_bytes=3 * 1024**2, source_model_sha256="ab" * 32,
         test_source="data/test", test_images=200, representative_images=300, keras=KERAS,
         variants=variants, gate=gate, failures=failures,
+        machine={"cpu_model": "EPYC", "cpu_id": "family 25", "cpu_features": ["avx512f"], "usable_cores": 2},
     )
 
 
@@ -66,6 +67,8 @@ def test_saved_json_and_markdown(tmp_path):
     markdown = md_path.read_text()
     assert markdown.startswith("# Export report") and report.table() in markdown
     assert "200 images from data/test" in markdown
+    assert "through edge.classifier, on EPYC (family 25; avx512f) (2 usable cores)" in markdown
+    assert data["machine"]["cpu_features"] == ["avx512f"]
 
 
 def test_unknown_variant_lookup_lists_the_known_ones():
