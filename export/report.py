@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from edge.benchreport import describe_cpu
-
 from export.gate import ExportGate, GateFailure, accuracy_drop_pp
 from export.verify import ClassificationMetrics, VerifyReport
 
