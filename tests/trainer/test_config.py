@@ -98,7 +98,7 @@ def test_unknown_key_suggests(key, suggestion):
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (["optim.optimizer=sgd"], "optim.optimizer"),
+    (["optim.optimizer=rmsprop"], "optim.optimizer"),
     (["epochs=0"], "epochs"),
     (["NoOfClasses=7"], "num_classes"),
     (["strategy=horovod"], "strategy"),
