@@ -189,7 +189,8 @@ CPUINFO = Path("/proc/cpuinfo")
 
 
 def _cpuinfo(path: Path) -> dict[str, str]:
-    """The first processor's fields of a /proc/cpuinfo (empty where there is none)."""
+    """Each field of a /proc/cpuinfo at its first value: the first processor's, plus fields such as
+    Arm's ``Hardware`` that come once after all processors (empty where there is no file)."""
     fields: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
