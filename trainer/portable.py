@@ -396,9 +396,9 @@ def train(cfg: TrainConfig, pack_path: Path, out_dir: Path, *, teacher_cfg: Trai
         summary["student_seconds"] = time.time() - started
     write_history_csv(summary["student_history"], out_dir / "history.csv")
     float32_copy(student).save(out_dir / "model.keras")
-    # The student's config, pointing at the data the pack came from: `ers evaluate` and `ers export`
-    # read it beside the model on the machine that packed.
-    cfg.replace({"data.data_dir": data["data_dir"]}).save(out_dir / "config.yaml")
+    # The student's config, with the epochs it was given and the data the pack came from: `ers evaluate`
+    # and `ers export` read it beside the model on the machine that packed.
+    cfg.replace({"data.data_dir": data["data_dir"], "epochs": epochs}).save(out_dir / "config.yaml")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

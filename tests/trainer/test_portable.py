@@ -126,7 +126,8 @@ def test_train_writes_a_student_that_ers_reads(tmp_path, ferplus_root):
     model = keras.models.load_model(out / "model.keras")
     assert [w.shape for w in model.get_weights()] == [
         w.shape for w in build_vgg(cfg, cfg.data.input_shape, cfg.data.num_classes).get_weights()]
-    assert TrainConfig.from_file(out / "config.yaml").data.data_dir == ferplus_root
+    saved = TrainConfig.from_file(out / "config.yaml")
+    assert saved.data.data_dir == ferplus_root and saved.epochs == 3
     assert len(summary["student_history"]["loss"]) == 3 and len(summary["teacher_history"]["loss"]) == 2
     rates = summary["student_history"]["learning_rate"]
     assert rates[0] < rates[1] and rates[2] < rates[1]  # one warm-up epoch, then the cosine
