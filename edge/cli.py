@@ -20,6 +20,8 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "data": ("trainer.cli", "data", "Convert or split a data set into train/val/test class folders.", "train"),
     "train": ("trainer.cli", "train", "Train a model from a config file and command-line overrides.", "train"),
     "evaluate": ("trainer.cli", "evaluate", "Evaluate a trained Keras model on a test split.", "train"),
+    "pack": ("trainer.portable.cli", "pack", "Pack a recipe's data set for `ers distill` elsewhere.", "train"),
+    "distill": ("trainer.portable.cli", "distill", "Train a teacher and distil the recipe's network from it.", "train"),
     "export": ("export.cli", "export", "Convert a trained model to TFLite variants and verify them.", "train"),
     "run": ("edge.commands", "run", "Label every face in a video, camera, image or folder.", "edge"),
     "bench": ("edge.commands", "bench", "Measure frames per second of the runtime, stage by stage.", "edge"),

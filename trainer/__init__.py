@@ -13,4 +13,6 @@ Public API (import TensorFlow lazily; ``trainer.config`` does not):
 * ``trainer.evaluate``: ``evaluate(model_path, cfg, split, out_dir) -> EvalReport``,
   ``evaluate_model``, ``compute_metrics``, ``load_model``.
 * ``trainer.convert``: ``convert_dataset(source, out_dir, ...)`` (``ers data``).
+* ``trainer.portable``: ``pack(cfg, out_path)``, ``load_pack``, ``train_distilled(cfg, pack_path, out_dir,
+  DistillOptions(...))`` (``ers pack``, ``ers distill``): Keras on any backend, no TensorFlow needed.
 """

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.errors import DataError
-from trainer import portable
+from edge.errors import ConfigError, DataError
 from trainer.config import TrainConfig
 from trainer.data import load_split
+from trainer.portable import DistillOptions, load_pack, pack, train_distilled
+from trainer.portable.augment import augment_layer, reflect
+from trainer.portable.cli import main
+from trainer.portable.distill import build_trainee
 
 OFF = dict(rotation=0.0, flip=False, contrast=0.0, brightness=0.0, translation=0.0, zoom=0.0, noise_std=0.0,
            jitter_brightness=0.0, jitter_contrast=0.0)
@@ -35,8 +38,8 @@ def _faces(count: int = 6, size: int = 16) -> np.ndarray:
 
 def test_pack_round_trips_the_splits_losslessly(tmp_path, ferplus_root):
     cfg = _config(ferplus_root)
-    path = portable.pack(cfg, tmp_path / "packed.npz")
-    data = portable.load_pack(path)
+    path = pack(cfg, tmp_path / "packed.npz")
+    data = load_pack(path)
     train = load_split(cfg.data, "train", training_labels=True)
     val = load_split(cfg.data, "val")
     np.testing.assert_array_equal(data["train_images"], train.images.astype(np.float32))
@@ -48,29 +51,35 @@ def test_pack_round_trips_the_splits_losslessly(tmp_path, ferplus_root):
 
 
 def test_pack_keeps_a_subset_of_validation_images_when_asked(tmp_path, ferplus_root):
-    data = portable.load_pack(portable.pack(_config(ferplus_root), tmp_path / "packed.npz", val_limit=2))
+    data = load_pack(pack(_config(ferplus_root), tmp_path / "packed.npz", val_limit=2))
     assert len(data["val_images"]) == len(data["val_labels"]) == 2
 
 
 def test_pack_refuses_rgb_and_load_names_a_missing_file(tmp_path, ferplus_root):
     rgb = _config(ferplus_root).replace({"data.color_mode": "rgb"})
     with pytest.raises(DataError, match="grayscale"):
-        portable.pack(rgb, tmp_path / "packed.npz")
+        pack(rgb, tmp_path / "packed.npz")
     with pytest.raises(DataError, match="missing.npz"):
-        portable.load_pack(tmp_path / "missing.npz")
+        load_pack(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("not an archive")
+    with pytest.raises(DataError, match="text.npz: not a packed dataset"):
+        load_pack(tmp_path / "text.npz")
+    np.savez(tmp_path / "other.npz", images=np.zeros(3))
+    with pytest.raises(DataError, match="missing train_images"):
+        load_pack(tmp_path / "other.npz")
 
 
 def test_augmentation_with_every_strength_zero_is_the_identity():
     cfg = TrainConfig()
     images = _faces()
-    out = np.asarray(portable._augment_layer(replace(cfg.augment, **OFF), 0)(images, training=True))
+    out = np.asarray(augment_layer(replace(cfg.augment, **OFF), 0)(images, training=True))
     np.testing.assert_allclose(out, images, atol=1e-3)
 
 
 def test_flip_alone_mirrors_some_images_and_leaves_the_others():
     cfg = TrainConfig()
     images = _faces(count=32)
-    out = np.asarray(portable._augment_layer(replace(cfg.augment, **{**OFF, "flip": True}), 0)(images, training=True))
+    out = np.asarray(augment_layer(replace(cfg.augment, **{**OFF, "flip": True}), 0)(images, training=True))
     mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, images)]
     kept = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, images)]
     assert all(m or k for m, k in zip(mirrored, kept))
@@ -79,7 +88,7 @@ def test_flip_alone_mirrors_some_images_and_leaves_the_others():
 
 def test_full_augmentation_stays_in_pixel_range_and_is_off_at_inference():
     cfg = TrainConfig()
-    layer = portable._augment_layer(cfg.augment, 0)
+    layer = augment_layer(cfg.augment, 0)
     images = _faces()
     out = np.asarray(layer(images, training=True))
     assert out.shape == images.shape and out.min() >= 0.0 and out.max() <= 255.0
@@ -89,7 +98,7 @@ def test_full_augmentation_stays_in_pixel_range_and_is_off_at_inference():
 
 def test_reflect_folds_coordinates_back_into_the_image():
     # Pixels 0..3 cover [-0.5, 3.5]; a point 1 pixel beyond an edge lands 1 pixel inside it.
-    folded = np.asarray(portable._reflect(np.array([-1.5, -0.5, 0.0, 3.0, 4.5, 5.0], np.float32), 4))
+    folded = np.asarray(reflect(np.array([-1.5, -0.5, 0.0, 3.0, 4.5, 5.0], np.float32), 4))
     np.testing.assert_allclose(folded, [0.5, 0.0, 0.0, 3.0, 2.5, 2.0])
 
 
@@ -102,60 +111,90 @@ def test_distillation_loss_blends_cross_entropy_with_the_teachers_divergence():
     student = np.full((2, 8), 1 / 8, np.float32)
     teacher = np.eye(8, dtype=np.float32)[[1, 3]] * 0.9 + 0.1 / 8
     cross_entropy = np.log(8.0)
-    _, loss, accuracy = portable.build_trainee(cfg, network, teacher=network, kd_weight=0.5, temperature=1.0)
+    _, loss, accuracy = build_trainee(cfg, network, teacher=network, kd_weight=0.5, temperature=1.0)
     same = np.asarray(loss(labels, np.concatenate([student, student], axis=1)))
     np.testing.assert_allclose(same, 0.5 * cross_entropy, rtol=1e-5)  # no divergence from itself
     other = np.asarray(loss(labels, np.concatenate([student, teacher], axis=1)))
     divergence = np.sum(teacher * np.log(teacher / student), axis=1)
     np.testing.assert_allclose(other, 0.5 * cross_entropy + 0.5 * divergence, rtol=1e-4)
-    _, plain, _ = portable.build_trainee(cfg, network)
+    _, plain, _ = build_trainee(cfg, network)
     np.testing.assert_allclose(np.asarray(plain(labels, student)), cross_entropy, rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(accuracy(labels, np.concatenate([teacher, student], axis=1))), [0, 1])
 
 
-def test_train_writes_a_student_that_ers_reads(tmp_path, ferplus_root):
+def test_distill_writes_a_student_that_ers_reads(tmp_path, ferplus_root):
     import keras
 
     from trainer.nets import build_vgg
 
     cfg = _config(ferplus_root)
-    packed = portable.pack(cfg, tmp_path / "packed.npz")
+    packed = pack(cfg, tmp_path / "packed.npz")
     out = tmp_path / "run"
-    summary = portable.train(cfg, packed, out, teacher_cfg=_config(ferplus_root, num_filters=4),
-                             teacher_epochs=2, epochs=3, kd_weight=0.5, temperature=2.0)
+    options = DistillOptions(teacher_overrides=("model.num_filters=4",), teacher_epochs=2, epochs=3,
+                             kd_weight=0.5, temperature=2.0)
+    summary = train_distilled(cfg, packed, out, options)
     model = keras.models.load_model(out / "model.keras")
     assert [w.shape for w in model.get_weights()] == [
         w.shape for w in build_vgg(cfg, cfg.data.input_shape, cfg.data.num_classes).get_weights()]
     saved = TrainConfig.from_file(out / "config.yaml")
     assert saved.data.data_dir == ferplus_root and saved.epochs == 3
     assert len(summary["student_history"]["loss"]) == 3 and len(summary["teacher_history"]["loss"]) == 2
+    assert summary["teacher_parameters"] > model.count_params()
     rates = summary["student_history"]["learning_rate"]
     assert rates[0] < rates[1] and rates[2] < rates[1]  # one warm-up epoch, then the cosine
     assert (out / "history.csv").read_text().splitlines()[0].startswith("epoch,")
     assert (out / "teacher.weights.npz").is_file() and (out / "teacher_history.csv").is_file()
 
-    again = portable.train(cfg, packed, tmp_path / "again", teacher_cfg=_config(ferplus_root, num_filters=4),
-                           teacher_epochs=2, epochs=5, kd_weight=0.5, temperature=2.0,
-                           teacher_weights=out / "teacher.weights.npz", max_seconds=1e-3)
-    assert "teacher_history" not in again
+    reuse = replace(options, epochs=5, teacher_weights=out / "teacher.weights.npz", max_seconds=1e-3)
+    again = train_distilled(cfg, packed, tmp_path / "again", reuse)
+    assert "teacher_history" not in again and again["teacher_weights"] == str(out / "teacher.weights.npz")
     assert len(again["student_history"]["loss"]) == 1  # the time budget stops after the first epoch
     assert again["student_history"]["learning_rate"][0] == pytest.approx(cfg.optim.learning_rate / 2)
 
 
-def test_train_refuses_a_pack_of_other_classes(tmp_path, ferplus_root):
+def test_distill_refuses_a_pack_of_other_classes(tmp_path, ferplus_root):
     cfg = _config(ferplus_root)
-    packed = portable.pack(cfg, tmp_path / "packed.npz")
+    packed = pack(cfg, tmp_path / "packed.npz")
     other = cfg.replace({"data.class_names": ["anger", "happy", "neutral"]})
     with pytest.raises(DataError, match="packed for classes"):
-        portable.train(other, packed, tmp_path / "run", teacher_cfg=other, teacher_epochs=1, epochs=1,
-                       kd_weight=0.5, temperature=1.0)
+        train_distilled(other, packed, tmp_path / "run", DistillOptions(epochs=1, teacher_epochs=1))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("epochs", 0, "epochs must be >= 1; got 0"),
+    ("kd_weight", 1.5, "kd_weight must be in"),
+    ("temperature", 0.0, "temperature must be > 0"),
+    ("max_seconds", -1.0, "max_seconds must be > 0"),
+    ("teacher_weights", Path("nowhere.npz"), "nowhere.npz is not a file"),
+])
+def test_distill_options_name_the_bad_value(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        DistillOptions(**{field: value})
+
+
+def test_teacher_config_applies_the_overrides_to_the_students_recipe(ferplus_root):
+    cfg = _config(ferplus_root)
+    teacher = DistillOptions().teacher_config(cfg)
+    assert (teacher.model.num_filters, teacher.model.dense1_units) == (64, 256)
+    assert teacher.data == cfg.data and teacher.augment == cfg.augment
 
 
 def test_pack_command_writes_the_file(tmp_path, ferplus_root):
     config = tmp_path / "recipe.yaml"
     _config(ferplus_root).save(config)
     with pytest.raises(SystemExit) as exit_info:
-        portable.main(["pack", "--config", str(config), "--data-dir", str(ferplus_root),
-                       "--out", str(tmp_path / "packed.npz"), "--val-limit", "3"])
+        main(["pack", "--config", str(config), "--data-dir", str(ferplus_root),
+              "--out", str(tmp_path / "packed.npz"), "--val-limit", "3"])
     assert exit_info.value.code == 0
-    assert len(portable.load_pack(tmp_path / "packed.npz")["val_labels"]) == 3
+    assert len(load_pack(tmp_path / "packed.npz")["val_labels"]) == 3
+
+
+def test_commands_report_bad_input_in_one_line(tmp_path, ferplus_root, capsys):
+    config = tmp_path / "recipe.yaml"
+    _config(ferplus_root).save(config)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pack", "--config", str(config), "--data-dir", str(tmp_path / "nowhere"), "--out",
+              str(tmp_path / "packed.npz")])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert "Error:" in error and "nowhere" in error and "Traceback" not in error

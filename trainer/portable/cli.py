@@ -1,0 +1,89 @@
+"""``ers pack`` and ``ers distill`` (also ``python -m trainer.portable pack|distill``, which needs no install)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from edge.errors import ErsError
+from trainer.config import TrainConfig, read_config_file, resolve_config
+from trainer.portable.distill import TEACHER_OVERRIDES, DistillOptions
+
+_config_option = click.option("--config", "config_path", required=True,
+                              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                              help="The student's recipe, e.g. recipes/ferplus_vgg.yaml.")
+_set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
+
+
+def _config(path: Path, sets: tuple[str, ...]) -> TrainConfig:
+    return resolve_config(read_config_file(path), list(sets), source=str(path))
+
+
+@click.command("pack")
+@_config_option
+@_set_option
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="FER+ root.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .npz to write.")
+@click.option("--val-limit", type=click.IntRange(min=1),
+              help="Pack a random subset of this many validation images (default: all).")
+def pack(config_path: Path, sets: tuple[str, ...], data_dir: Path, out: Path, val_limit: int | None) -> None:
+    """Pack a recipe's training and validation images for `distill` on a machine without TensorFlow."""
+    from trainer.portable.pack import pack as pack_splits
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    path = pack_splits(_config(config_path, sets + (f"data.data_dir={data_dir}",)), out, val_limit)
+    click.echo(f"packed: {path}\nnext: KERAS_BACKEND=jax python -m trainer.portable distill "
+               f"--config {config_path} --pack {path} --out-dir runs/NAME")
+
+
+@click.command("distill")
+@_config_option
+@_set_option
+@click.option("--pack", "pack_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The .npz written by `pack`.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--teacher-set", multiple=True, metavar="KEY=VALUE",
+              help=f"Recipe overrides that make the teacher [default: {' '.join(TEACHER_OVERRIDES)}].")
+@click.option("--teacher-epochs", type=int, default=DistillOptions.teacher_epochs, show_default=True)
+@click.option("--teacher-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A teacher.weights.npz of an earlier run: skip training the teacher.")
+@click.option("--epochs", type=int, default=DistillOptions.epochs, show_default=True, help="The student's epochs.")
+@click.option("--teacher-max-seconds", type=float,
+              help="Stop the teacher by then; its cosine schedule is shortened to fit.")
+@click.option("--max-seconds", type=float, help="Likewise for the student.")
+@click.option("--kd-weight", type=float, default=DistillOptions.kd_weight, show_default=True,
+              help="Share of the loss that follows the teacher rather than the labels.")
+@click.option("--temperature", type=float, default=DistillOptions.temperature, show_default=True)
+def distill(config_path: Path, sets: tuple[str, ...], pack_path: Path, out_dir: Path,
+            teacher_set: tuple[str, ...], teacher_epochs: int, teacher_weights: Path | None,
+            teacher_max_seconds: float | None, max_seconds: float | None, epochs: int,
+            kd_weight: float, temperature: float) -> None:
+    """Train a teacher, then the recipe's network distilled from it (any Keras backend, e.g. KERAS_BACKEND=jax)."""
+    from trainer.portable.distill import train_distilled
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options = DistillOptions(
+        teacher_overrides=teacher_set or TEACHER_OVERRIDES, teacher_epochs=teacher_epochs, epochs=epochs,
+        kd_weight=kd_weight, temperature=temperature, teacher_weights=teacher_weights,
+        teacher_max_seconds=teacher_max_seconds, max_seconds=max_seconds)
+    summary = train_distilled(_config(config_path, sets), pack_path, out_dir, options)
+    click.echo(f"student: {out_dir / 'model.keras'} ({summary['student_seconds']:.0f} s)\n"
+               f"next: ers evaluate --model {out_dir / 'model.keras'} --split test")
+
+
+class _Group(click.Group):
+    """``python -m trainer.portable``: one-line errors for bad input, as ``ers`` gives."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ErsError as error:
+            raise click.ClickException(str(error)) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    group = _Group(commands={"pack": pack, "distill": distill},
+                   help="Distillation on a machine without TensorFlow (see trainer/portable/__init__.py).")
+    group.main(args=argv, prog_name="python -m trainer.portable")

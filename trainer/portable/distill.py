@@ -1,0 +1,265 @@
+"""A teacher, then the recipe's network distilled from it on the same augmented batches (any Keras backend)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ConfigError, DataError
+from trainer.config import TrainConfig
+from trainer.portable.pack import load_pack
+
+log = logging.getLogger(__name__)
+
+TEACHER_OVERRIDES = ("model.num_filters=64", "model.dense1_units=256")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillOptions:
+    """How the teacher is made and how the student learns from it; defaults: the shipped model's run.
+
+    ``teacher_overrides`` are ``key=value`` recipe overrides that turn the
+    student's recipe into the teacher's (4x the parameters by default).
+    ``teacher_weights`` skips training the teacher: a ``teacher.weights.npz``
+    of an earlier run with the same overrides. ``*max_seconds`` bend each
+    cosine schedule to a time budget (see ``budget_schedule``).
+    """
+
+    teacher_overrides: tuple[str, ...] = TEACHER_OVERRIDES
+    teacher_epochs: int = 200
+    epochs: int = 300
+    kd_weight: float = 0.75  # the share of the loss that follows the teacher rather than the votes
+    temperature: float = 2.0
+    teacher_weights: Path | None = None
+    teacher_max_seconds: float | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("teacher_epochs", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not 0 <= self.kd_weight <= 1:
+            raise ConfigError(f"kd_weight must be in [0, 1]; got {self.kd_weight}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0; got {self.temperature}")
+        for name in ("teacher_max_seconds", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0 when given; got {value}")
+        if self.teacher_weights is not None and not Path(self.teacher_weights).is_file():
+            raise ConfigError(f"teacher_weights: {self.teacher_weights} is not a file")
+
+    def teacher_config(self, cfg: TrainConfig) -> TrainConfig:
+        """The student's recipe with ``teacher_overrides`` applied."""
+        from trainer.config import resolve_config
+
+        return resolve_config(None, self.teacher_overrides, base=cfg)
+
+
+def build_trainee(cfg: TrainConfig, network, teacher=None, kd_weight: float = 0.0, temperature: float = 1.0):
+    """A training wrapper: augmentation, ``network`` and, when given, a frozen ``teacher``.
+
+    Its output is the network's probabilities, followed by the teacher's on the
+    same augmented images; the loss is cross-entropy with the labels blended
+    with the temperature-scaled divergence from the teacher.
+    """
+    import keras
+    from keras import ops
+
+    from trainer.portable.augment import augment_layer
+
+    augment = augment_layer(cfg.augment, cfg.seed) if cfg.augment.enabled else None
+    num_classes = cfg.data.num_classes
+    if teacher is not None:
+        teacher.trainable = False
+
+    class Trainee(keras.Model):
+        def __init__(self):
+            super().__init__(name="trainee")
+            self.network, self.teacher = network, teacher
+            self.augment = augment
+
+        def build(self, input_shape):
+            self.network.build(input_shape)  # the teacher, built already, is frozen
+
+        def call(self, images, training=False):
+            if training and self.augment is not None:
+                images = self.augment(images, training=True)
+            probs = ops.cast(self.network(images, training=training), "float32")
+            if self.teacher is None:
+                return probs
+            taught = ops.stop_gradient(ops.cast(self.teacher(images, training=False), "float32"))
+            return ops.concatenate([probs, taught], axis=-1)
+
+    def loss(labels, outputs):
+        probs = ops.clip(outputs[:, :num_classes], 1e-7, 1.0)
+        cross_entropy = -ops.sum(labels * ops.log(probs), axis=-1)
+        if teacher is None or kd_weight == 0:
+            return cross_entropy
+        taught = ops.clip(outputs[:, num_classes:], 1e-7, 1.0)
+        student_t = ops.softmax(ops.log(probs) / temperature, axis=-1)
+        teacher_t = ops.softmax(ops.log(taught) / temperature, axis=-1)
+        divergence = ops.sum(teacher_t * (ops.log(ops.clip(teacher_t, 1e-7, 1.0))
+                                          - ops.log(ops.clip(student_t, 1e-7, 1.0))), axis=-1)
+        return (1.0 - kd_weight) * cross_entropy + kd_weight * temperature**2 * divergence
+
+    def accuracy(labels, outputs):
+        return ops.cast(ops.equal(ops.argmax(labels, axis=-1), ops.argmax(outputs[:, :num_classes], axis=-1)),
+                        "float32")
+
+    trainee = Trainee()
+    return trainee, loss, accuracy
+
+
+def budget_schedule(optim, epochs: int, max_seconds: float | None):
+    """Warm-up then cosine decay over ``epochs`` or ``max_seconds``, whichever runs out first.
+
+    A lease on an accelerator ends at a fixed time, and a run stopped halfway
+    down its cosine is a poor model: here the decay follows the larger of the
+    epochs done and the time spent, and training stops when the next epoch
+    would overrun, so the learning rate reaches its floor either way.
+    """
+    import keras
+
+    class BudgetSchedule(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started, self.epoch_seconds = time.time(), 0.0
+
+        def _progress(self, epoch: int) -> float:
+            """The share of the run done at this epoch's end, by epochs or by the time it will take."""
+            spent = (time.time() - self.started + self.epoch_seconds) / max_seconds if max_seconds else 0.0
+            return max(epoch / epochs, spent)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.time()
+            if epoch < optim.warmup_epochs:
+                rate = optim.learning_rate * (epoch + 1) / (optim.warmup_epochs + 1)
+            else:
+                done = self._progress(epoch)
+                warm = optim.warmup_epochs / epochs
+                fraction = min(1.0, max(0.0, (done - warm) / max(1e-9, 1.0 - warm)))
+                rate = optim.min_learning_rate + 0.5 * (optim.learning_rate - optim.min_learning_rate) * (
+                    1.0 + math.cos(math.pi * fraction))
+            self.model.optimizer.learning_rate = rate
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epoch_seconds = time.time() - self.epoch_started
+            if logs is not None:
+                logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+            if max_seconds and time.time() - self.started + self.epoch_seconds > max_seconds:
+                log.info("stopping after epoch %d: the next would pass %.0f s", epoch + 1, max_seconds)
+                self.model.stop_training = True
+
+    return BudgetSchedule()
+
+
+def fit_network(cfg: TrainConfig, data: dict[str, Any], network, *, epochs: int, teacher=None,
+                kd_weight: float = 0.0, temperature: float = 1.0, label: str = "network",
+                max_seconds: float | None = None) -> dict[str, list]:
+    """Train ``network`` in place on the packed data with the recipe's optimizer and a cosine schedule."""
+    import keras
+
+    from trainer.train import make_optimizer
+
+    trainee, loss, accuracy = build_trainee(cfg, network, teacher, kd_weight, temperature)
+    trainee.compile(optimizer=make_optimizer(cfg), loss=loss, metrics=[accuracy])
+    val_onehot = np.eye(cfg.data.num_classes, dtype=np.float32)[data["val_labels"]]
+    started = time.time()
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            log.info("%s epoch %d/%d: loss %.4f accuracy %.4f val_accuracy %.4f lr %.2e (%.0f s)", label,
+                     epoch + 1, epochs, logs.get("loss", math.nan), logs.get("accuracy", math.nan),
+                     logs.get("val_accuracy", math.nan), logs.get("learning_rate", math.nan),
+                     time.time() - started)
+
+    history = trainee.fit(
+        data["train_images"], data["train_labels"], batch_size=cfg.data.batch_size, epochs=epochs,
+        validation_data=(data["val_images"], val_onehot), shuffle=True, verbose=0,
+        callbacks=[budget_schedule(cfg.optim, epochs, max_seconds), Progress()],
+    )
+    return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def write_history_csv(history: dict[str, list[float]], path: Path) -> Path:
+    """``history.csv`` as ``ers train`` writes it (an ``epoch`` column, 0-based), for ``ers evaluate``'s curves."""
+    import csv
+
+    keys = sorted(history)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", *keys])
+        for epoch in range(max((len(v) for v in history.values()), default=0)):
+            writer.writerow([epoch, *(history[k][epoch] if epoch < len(history[k]) else "" for k in keys)])
+    return path
+
+
+def save_weights_npz(model, path: Path) -> None:
+    """A model's weights as float16 arrays (half the size of a ``.keras`` file, to ship back)."""
+    np.savez(path, *[np.asarray(w, np.float16) for w in model.get_weights()])
+
+
+def load_weights_npz(model, path: Path) -> None:
+    with np.load(path) as data:
+        model.set_weights([data[f"arr_{i}"].astype(np.float32) for i in range(len(data.files))])
+
+
+def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
+                    options: DistillOptions = DistillOptions()) -> dict[str, Any]:
+    """Teacher (trained, or read from ``options.teacher_weights``), then the distilled student.
+
+    Writes into ``out_dir``: ``model.keras`` (the student, float32),
+    ``config.yaml``, ``history.csv``, ``summary.json`` and, when it trained one,
+    ``teacher.weights.npz`` and ``teacher_history.csv``. Returns the summary.
+    """
+    import keras
+
+    from trainer.nets import build_vgg
+    from trainer.precision import float32_copy, precision_policy
+
+    out_dir = Path(out_dir)
+    data = load_pack(pack_path)
+    if data["class_names"] != cfg.data.class_names or data["image_size"] != cfg.data.image_size:
+        raise DataError(f"{pack_path}: packed for classes {data['class_names']} at {data['image_size']} px; "
+                        f"the config wants {cfg.data.class_names} at {cfg.data.image_size} px")
+    teacher_cfg = options.teacher_config(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    shape = cfg.data.input_shape
+    summary: dict[str, Any] = {"backend": keras.backend.backend(),
+                               **{k: v for k, v in dataclasses.asdict(options).items() if not isinstance(v, Path)}}
+    with precision_policy(cfg.precision):
+        teacher = build_vgg(teacher_cfg, shape, cfg.data.num_classes)
+        summary["teacher_parameters"] = teacher.count_params()
+        if options.teacher_weights is not None:
+            load_weights_npz(teacher, options.teacher_weights)
+            summary["teacher_weights"] = str(options.teacher_weights)
+        else:
+            started = time.time()
+            summary["teacher_history"] = fit_network(teacher_cfg, data, teacher, epochs=options.teacher_epochs,
+                                                     label="teacher", max_seconds=options.teacher_max_seconds)
+            summary["teacher_seconds"] = time.time() - started
+            write_history_csv(summary["teacher_history"], out_dir / "teacher_history.csv")
+            save_weights_npz(teacher, out_dir / "teacher.weights.npz")
+        student = build_vgg(cfg, shape, cfg.data.num_classes)
+        started = time.time()
+        summary["student_history"] = fit_network(
+            cfg, data, student, epochs=options.epochs, teacher=teacher, kd_weight=options.kd_weight,
+            temperature=options.temperature, label="student", max_seconds=options.max_seconds)
+        summary["student_seconds"] = time.time() - started
+    write_history_csv(summary["student_history"], out_dir / "history.csv")
+    float32_copy(student).save(out_dir / "model.keras")
+    # The student's config, with the epochs it was given and the data the pack came from: `ers evaluate`
+    # and `ers export` read it beside the model on the machine that packed.
+    cfg.replace({"data.data_dir": data["data_dir"], "epochs": options.epochs}).save(out_dir / "config.yaml")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
