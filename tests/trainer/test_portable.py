@@ -69,6 +69,13 @@ def test_pack_refuses_rgb_and_load_names_a_missing_file(tmp_path, ferplus_root):
         load_pack(tmp_path / "other.npz")
 
 
+def test_pack_names_a_split_too_large_for_one_mosaic():
+    from trainer.portable.pack import _encode_mosaic
+
+    with pytest.raises(DataError, match="WebP allows 16383 on a side"):
+        _encode_mosaic(np.zeros((160 * 400, 48, 48, 1), np.uint8))
+
+
 def test_augmentation_with_every_strength_zero_is_the_identity():
     cfg = TrainConfig()
     images = _faces()

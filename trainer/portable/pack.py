@@ -17,7 +17,8 @@ from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-MOSAIC_COLUMNS = 160  # 160 x 48 = 7,680 pixels wide; WebP allows 16,383 on a side
+MOSAIC_COLUMNS = 160  # 160 x 48 = 7,680 pixels wide
+WEBP_MAX_SIDE = 16383
 
 
 def _encode_mosaic(images: np.ndarray) -> np.ndarray:
@@ -26,6 +27,9 @@ def _encode_mosaic(images: np.ndarray) -> np.ndarray:
 
     count, height, width = images.shape[:3]
     rows = -(-count // MOSAIC_COLUMNS)
+    if max(rows * height, MOSAIC_COLUMNS * width) > WEBP_MAX_SIDE:
+        raise DataError(f"{count} images of {height}x{width} make a mosaic of {MOSAIC_COLUMNS * width}x"
+                        f"{rows * height} pixels; WebP allows {WEBP_MAX_SIDE} on a side (pack a smaller split)")
     tiles = np.zeros((rows * MOSAIC_COLUMNS, height, width), np.uint8)
     tiles[:count] = images[..., 0]
     mosaic = tiles.reshape(rows, MOSAIC_COLUMNS, height, width).transpose(0, 2, 1, 3)
