@@ -34,17 +34,23 @@ CHECKPOINT = "checkpoint.keras"
 TENSORBOARD_DIR = "tensorboard"
 
 
+def warmup_cosine_rate(optim: OptimConfig, epoch: int, decayed: float) -> float:
+    """Linear warm-up over ``optim.warmup_epochs``, then cosine decay; ``decayed`` is the share of
+    the decay done (0 to 1; clipped), which the caller measures in epochs or in time."""
+    base, floor, warmup = optim.learning_rate, optim.min_learning_rate, optim.warmup_epochs
+    if epoch < warmup:
+        return base * (epoch + 1) / (warmup + 1)
+    return floor + 0.5 * (base - floor) * (1.0 + math.cos(math.pi * min(1.0, max(0.0, decayed))))
+
+
 def lr_schedule(optim: OptimConfig, epochs: int) -> Callable[[int], float]:
     """Learning rate of a (0-based) epoch: constant, or linear warm-up then cosine decay."""
-    base, floor, warmup = optim.learning_rate, optim.min_learning_rate, optim.warmup_epochs
 
     def rate(epoch: int, _current: float | None = None) -> float:
         if optim.schedule == "constant":
-            return base
-        if epoch < warmup:
-            return base * (epoch + 1) / (warmup + 1)
-        progress = (epoch - warmup) / max(1, epochs - warmup)
-        return floor + 0.5 * (base - floor) * (1.0 + math.cos(math.pi * min(1.0, progress)))
+            return optim.learning_rate
+        decayed = (epoch - optim.warmup_epochs) / max(1, epochs - optim.warmup_epochs)
+        return warmup_cosine_rate(optim, epoch, decayed)
 
     return rate
 

@@ -129,6 +129,8 @@ def budget_schedule(optim, epochs: int, max_seconds: float | None):
     """
     import keras
 
+    from trainer.callbacks import warmup_cosine_rate
+
     class BudgetSchedule(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.started, self.epoch_seconds = time.time(), 0.0
@@ -140,15 +142,9 @@ def budget_schedule(optim, epochs: int, max_seconds: float | None):
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_started = time.time()
-            if epoch < optim.warmup_epochs:
-                rate = optim.learning_rate * (epoch + 1) / (optim.warmup_epochs + 1)
-            else:
-                done = self._progress(epoch)
-                warm = optim.warmup_epochs / epochs
-                fraction = min(1.0, max(0.0, (done - warm) / max(1e-9, 1.0 - warm)))
-                rate = optim.min_learning_rate + 0.5 * (optim.learning_rate - optim.min_learning_rate) * (
-                    1.0 + math.cos(math.pi * fraction))
-            self.model.optimizer.learning_rate = rate
+            warm = optim.warmup_epochs / epochs
+            decayed = (self._progress(epoch) - warm) / max(1e-9, 1.0 - warm)
+            self.model.optimizer.learning_rate = warmup_cosine_rate(optim, epoch, decayed)
 
         def on_epoch_end(self, epoch, logs=None):
             self.epoch_seconds = time.time() - self.epoch_started
