@@ -157,10 +157,14 @@ def budget_schedule(optim, epochs: int, max_seconds: float | None):
     return BudgetSchedule()
 
 
-def fit_network(cfg: TrainConfig, data: dict[str, Any], network, *, epochs: int, teacher=None,
-                kd_weight: float = 0.0, temperature: float = 1.0, label: str = "network",
+def fit_network(cfg: TrainConfig, data: dict[str, Any], network, *, epochs: int, history_csv: Path,
+                teacher=None, kd_weight: float = 0.0, temperature: float = 1.0, label: str = "network",
                 max_seconds: float | None = None) -> dict[str, list]:
-    """Train ``network`` in place on the packed data with the recipe's optimizer and a cosine schedule."""
+    """Train ``network`` in place on the packed data with the recipe's optimizer and a cosine schedule.
+
+    The epochs are logged to ``history_csv`` as ``ers train`` logs them (Keras' CSVLogger), so
+    ``ers evaluate`` draws the curves from it.
+    """
     import keras
 
     from trainer.train import make_optimizer
@@ -181,22 +185,10 @@ def fit_network(cfg: TrainConfig, data: dict[str, Any], network, *, epochs: int,
     history = trainee.fit(
         data["train_images"], data["train_labels"], batch_size=cfg.data.batch_size, epochs=epochs,
         validation_data=(data["val_images"], val_onehot), shuffle=True, verbose=0,
-        callbacks=[budget_schedule(cfg.optim, epochs, max_seconds), Progress()],
+        callbacks=[budget_schedule(cfg.optim, epochs, max_seconds), Progress(),
+                   keras.callbacks.CSVLogger(str(history_csv))],
     )
     return {key: [float(v) for v in values] for key, values in history.history.items()}
-
-
-def write_history_csv(history: dict[str, list[float]], path: Path) -> Path:
-    """``history.csv`` as ``ers train`` writes it (an ``epoch`` column, 0-based), for ``ers evaluate``'s curves."""
-    import csv
-
-    keys = sorted(history)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["epoch", *keys])
-        for epoch in range(max((len(v) for v in history.values()), default=0)):
-            writer.writerow([epoch, *(history[k][epoch] if epoch < len(history[k]) else "" for k in keys)])
-    return path
 
 
 def save_weights_npz(model, path: Path) -> None:
@@ -241,18 +233,18 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
             summary["teacher_weights"] = str(options.teacher_weights)
         else:
             started = time.time()
-            summary["teacher_history"] = fit_network(teacher_cfg, data, teacher, epochs=options.teacher_epochs,
-                                                     label="teacher", max_seconds=options.teacher_max_seconds)
+            summary["teacher_history"] = fit_network(
+                teacher_cfg, data, teacher, epochs=options.teacher_epochs, history_csv=out_dir / "teacher_history.csv",
+                label="teacher", max_seconds=options.teacher_max_seconds)
             summary["teacher_seconds"] = time.time() - started
-            write_history_csv(summary["teacher_history"], out_dir / "teacher_history.csv")
             save_weights_npz(teacher, out_dir / "teacher.weights.npz")
         student = build_vgg(cfg, shape, cfg.data.num_classes)
         started = time.time()
         summary["student_history"] = fit_network(
-            cfg, data, student, epochs=options.epochs, teacher=teacher, kd_weight=options.kd_weight,
-            temperature=options.temperature, label="student", max_seconds=options.max_seconds)
+            cfg, data, student, epochs=options.epochs, history_csv=out_dir / "history.csv", teacher=teacher,
+            kd_weight=options.kd_weight, temperature=options.temperature, label="student",
+            max_seconds=options.max_seconds)
         summary["student_seconds"] = time.time() - started
-    write_history_csv(summary["student_history"], out_dir / "history.csv")
     float32_copy(student).save(out_dir / "model.keras")
     # The student's config, with the epochs it was given and the data the pack came from: `ers evaluate`
     # and `ers export` read it beside the model on the machine that packed.
