@@ -28,7 +28,22 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
+class OneLineErrorGroup(click.Group):
+    """A click group that reports the project's errors (bad input) in one line, exit code 1.
+
+    ``--debug`` on the ``ers`` group re-raises them with the traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ErsError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise click.ClickException(str(error)) from None
+
+
+class LazyGroup(OneLineErrorGroup):
     """A click group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -53,14 +68,6 @@ class LazyGroup(click.Group):
         rows = [(name, _COMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except ErsError as error:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            raise click.ClickException(str(error)) from None
 
 
 @click.group(cls=LazyGroup)

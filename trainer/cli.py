@@ -17,13 +17,13 @@ from trainer.config import (
 _path = click.Path(path_type=Path)
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("trainer").setLevel(logging.INFO)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs every all-reduce at INFO
 
 
-def _build_config(config: Path | None, sets: tuple[str, ...], flags: dict[str, object]) -> TrainConfig:
+def build_config(config: Path | None, sets: tuple[str, ...], flags: dict[str, object]) -> TrainConfig:
     """defaults < --config file < --set KEY=VALUE < named flags."""
     file_data = read_config_file(config) if config is not None else None
     cfg = resolve_config(file_data, list(sets), source=str(config or "config"))
@@ -78,13 +78,13 @@ def train(config, sets, data_dir, data_format, label_mode, image_size, color_mod
           epochs, model_name, run_dir, seed, resume, overwrite, no_train, pretrained, strategy,
           logical_devices) -> None:
     """Train a model from a config file and command-line overrides."""
-    _setup_logging()
+    setup_logging()
     if resume and run_dir is not None and config is None and (Path(run_dir) / "config.yaml").is_file():
         config = Path(run_dir) / "config.yaml"
     flags = _data_flags(data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad)
     flags.update({"epochs": epochs, "model.name": model_name, "run_dir": run_dir, "seed": seed,
                   "strategy": strategy, "logical_devices": logical_devices})
-    cfg = _build_config(config, sets, flags)
+    cfg = build_config(config, sets, flags)
     from trainer.train import train as run_training
 
     result = run_training(cfg, resume=resume, overwrite=overwrite, pretrained=pretrained, no_train=no_train)
@@ -106,11 +106,11 @@ def train(config, sets, data_dir, data_format, label_mode, image_size, color_mod
 def evaluate(config, sets, data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad,
              model_paths, split, out_dir, flip_average) -> None:
     """Evaluate a trained Keras model, or an ensemble of several, on a split (metrics.json, report, confusion matrix)."""
-    _setup_logging()
+    setup_logging()
     if config is None and (model_paths[0].parent / "config.yaml").is_file():
         config = model_paths[0].parent / "config.yaml"
     flags = _data_flags(data_dir, data_format, label_mode, image_size, color_mode, batch_size, skip_bad)
-    cfg = _build_config(config, sets, flags)
+    cfg = build_config(config, sets, flags)
     from trainer.evaluate import evaluate as run_evaluation
 
     report = run_evaluation(list(model_paths), cfg, split=split, out_dir=out_dir, flip_average=flip_average)
@@ -133,7 +133,7 @@ def evaluate(config, sets, data_dir, data_format, label_mode, image_size, color_
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out.")
 def data(source, out_dir, source_format, ratios, seed, class_names, exclude_list, skip_bad, overwrite) -> None:
     """Convert or split a data set into the seed's SplittedDS/{train,val,test}/<class>/ PNG layout."""
-    _setup_logging()
+    setup_logging()
     from edge.errors import ConfigError
     from trainer.convert import convert_dataset
 

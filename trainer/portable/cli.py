@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
-from edge.errors import ErsError
-from trainer.config import TrainConfig, read_config_file, resolve_config
+from edge.cli import OneLineErrorGroup
+from trainer.cli import build_config, setup_logging
 from trainer.portable.distill import TEACHER_OVERRIDES, DistillOptions
 
 _config_option = click.option("--config", "config_path", required=True,
                               type=click.Path(exists=True, dir_okay=False, path_type=Path),
                               help="The student's recipe, e.g. recipes/ferplus_vgg.yaml.")
 _set_option = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe key.")
-
-
-def _config(path: Path, sets: tuple[str, ...]) -> TrainConfig:
-    return resolve_config(read_config_file(path), list(sets), source=str(path))
 
 
 @click.command("pack")
@@ -32,8 +27,8 @@ def pack(config_path: Path, sets: tuple[str, ...], data_dir: Path, out: Path, va
     """Pack a recipe's training and validation images for `distill` on a machine without TensorFlow."""
     from trainer.portable.pack import pack as pack_splits
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    path = pack_splits(_config(config_path, sets + (f"data.data_dir={data_dir}",)), out, val_limit)
+    setup_logging()
+    path = pack_splits(build_config(config_path, sets, {"data.data_dir": data_dir}), out, val_limit)
     click.echo(f"packed: {path}\nnext: KERAS_BACKEND=jax python -m trainer.portable distill "
                f"--config {config_path} --pack {path} --out-dir runs/NAME")
 
@@ -63,27 +58,17 @@ def distill(config_path: Path, sets: tuple[str, ...], pack_path: Path, out_dir: 
     """Train a teacher, then the recipe's network distilled from it (any Keras backend, e.g. KERAS_BACKEND=jax)."""
     from trainer.portable.distill import train_distilled
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     options = DistillOptions(
         teacher_overrides=teacher_set or TEACHER_OVERRIDES, teacher_epochs=teacher_epochs, epochs=epochs,
         kd_weight=kd_weight, temperature=temperature, teacher_weights=teacher_weights,
         teacher_max_seconds=teacher_max_seconds, max_seconds=max_seconds)
-    summary = train_distilled(_config(config_path, sets), pack_path, out_dir, options)
+    summary = train_distilled(build_config(config_path, sets, {}), pack_path, out_dir, options)
     click.echo(f"student: {out_dir / 'model.keras'} ({summary['student_seconds']:.0f} s)\n"
                f"next: ers evaluate --model {out_dir / 'model.keras'} --split test")
 
 
-class _Group(click.Group):
-    """``python -m trainer.portable``: one-line errors for bad input, as ``ers`` gives."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except ErsError as error:
-            raise click.ClickException(str(error)) from None
-
-
 def main(argv: list[str] | None = None) -> None:
-    group = _Group(commands={"pack": pack, "distill": distill},
+    group = OneLineErrorGroup(commands={"pack": pack, "distill": distill},
                    help="Distillation on a machine without TensorFlow (see trainer/portable/__init__.py).")
     group.main(args=argv, prog_name="python -m trainer.portable")
