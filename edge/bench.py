@@ -48,7 +48,7 @@ from edge.pipeline import (
     overlap_for,
     resolve_model_dir,
 )
-from edge.sources import DECODE_AHEAD, RUNTIME_OPENCV_THREADS, opencv_threads
+from edge.sources import DECODE_AHEAD, DECODE_THREADS, RUNTIME_OPENCV_THREADS, opencv_threads
 from edge.types import Frame, FrameResult, SourceKind
 
 STAGES = ("decode", "detect", "preprocess", "classify", "track", "draw", "encode", "events")
@@ -69,7 +69,7 @@ class BenchOptions:
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
     model, the manifest's variant); ``num_threads`` is the emotion model's;
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread); ``overlap`` decodes, detects and classifies the next frames on
+    thread) and ``decode_threads`` its FFmpeg threads (None: FFmpeg's choice); ``overlap`` decodes, detects and classifies the next frames on
     ``workers`` worker threads (``Pipeline.frames_and_results``); None picks
     as ``ers run`` does (``pipeline.overlap_for``): overlapped, except
     ``realtime``, which plays a live source. ``draw``, ``encode`` and
@@ -89,6 +89,7 @@ class BenchOptions:
     num_threads: int | None = CLASSIFIER_THREADS
     detector: DetectorModelName = DetectorModelName.SHORT
     decode_ahead: int = DECODE_AHEAD
+    decode_threads: int | None = DECODE_THREADS
     overlap: bool | None = None
     workers: int = WORKERS
     frames: int = 300
@@ -128,8 +129,9 @@ class BenchOptions:
         _whole("fer_frames", self.fer_frames, 1)
         _whole("decode_ahead", self.decode_ahead, 0)
         _whole("workers", self.workers, 1)
-        if self.num_threads is not None:
-            _whole("num_threads", self.num_threads, 1)
+        for name in ("num_threads", "decode_threads"):
+            if getattr(self, name) is not None:
+                _whole(name, getattr(self, name), 1)
         if self.faces is not None:
             _whole("faces", self.faces, 1)
             if self.faces > MAX_FACES:
@@ -160,7 +162,8 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         )
         total = (options.warmup_frames + options.frames) * (2 if options.alternate_baseline else 1)
         # Paced frames are decoded as they arrive: decoding ahead would hide it from their latency.
-        clip = LoopedClip(clip_path, total, decode_ahead=0 if options.realtime else options.decode_ahead)
+        clip = LoopedClip(clip_path, total, decode_ahead=0 if options.realtime else options.decode_ahead,
+                          decode_threads=options.decode_threads)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path, scratch)
@@ -208,6 +211,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "classifier_threads": options.num_threads,
             "detector": detector_options.model.value,
             "decode_ahead": clip.decode_ahead,
+            "decode_threads": clip.decode_threads,
             "overlap": options.overlapped,
             "workers": options.worker_count,
             "frames": options.frames,
@@ -397,6 +401,7 @@ def _time_baseline(pipeline: Pipeline, clip: LoopedClip, seconds: np.ndarray) ->
 
     detects = [detector.detect for detector, _ in pipeline.workers]
     replay = LoopedClip(clip.path, len(seconds) + len(detects), decode_ahead=clip.decode_ahead,
+                        decode_threads=clip.decode_threads,
                         start_ms=clip.last_timestamp_ms + 1000)
     items = processed_ahead(replay, detects[0] if len(detects) == 1 else detects)
     try:

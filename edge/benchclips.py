@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
-from edge.sources import DECODE_AHEAD, VideoFileSource
+from edge.sources import DECODE_AHEAD, DECODE_THREADS, VideoFileSource
 from edge.types import Frame, SourceKind
 
 SAMPLE_CLIP = "single_face.mp4"
@@ -56,13 +56,20 @@ class LoopedClip:
     kind = SourceKind.VIDEO
 
     def __init__(
-        self, path: Path | str, frames: int, *, decode_ahead: int = DECODE_AHEAD, start_ms: int = 0
+        self,
+        path: Path | str,
+        frames: int,
+        *,
+        decode_ahead: int = DECODE_AHEAD,
+        decode_threads: int | None = DECODE_THREADS,
+        start_ms: int = 0,
     ) -> None:
         self.path = Path(path)
         self.frames = frames
         self.start_ms = start_ms  # the first frame's timestamp: a replay continues after an earlier clip
         self.last_timestamp_ms = start_ms
         self.decode_ahead = decode_ahead
+        self.decode_threads = decode_threads
         self.name = str(path)
         self.skipped_frames = 0
         self.reopen_at: dict[int, float] = {}  # frame index -> seconds spent opening the file again before it
@@ -75,7 +82,7 @@ class LoopedClip:
         produced, offset_ms, interval_ms = 0, self.start_ms, max(round(1000.0 / self.fps), 1)
         while produced < self.frames:
             start = time.perf_counter()
-            source = VideoFileSource(self.path, decode_ahead=self.decode_ahead)
+            source = VideoFileSource(self.path, decode_ahead=self.decode_ahead, decode_threads=self.decode_threads)
             if produced:
                 self.reopen_at[produced] = time.perf_counter() - start
             with source:

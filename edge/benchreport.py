@@ -42,6 +42,10 @@ class StageStats:
         return {key: round(value, 4) if isinstance(value, float) else value for key, value in vars(self).items()}
 
 
+def _decoder_threads(count: int | None) -> str:
+    return "FFmpeg's own threads" if count is None else f"{count} FFmpeg thread{'s' if count != 1 else ''}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class BenchReport:
     """One benchmark run: per-stage and per-frame times, throughput, and what it ran on."""
@@ -125,7 +129,7 @@ class BenchReport:
             + (f", {s['faces']} tiled faces" if s["faces"] else "")
             + f", {self.frames} frames after {s['warmup_frames']} warm-up",
             f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}, classifier threads {threads}, "
-            f"decode ahead {s['decode_ahead']} frames, "
+            f"decode ahead {s['decode_ahead']} frames ({_decoder_threads(s.get('decode_threads'))}), "
             + (f"overlapped, {s.get('workers', 1)} worker thread(s)" if s.get("overlap") else "sequential"),
             f"  {'stage':<11}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  ms   share",
         ]

@@ -16,7 +16,7 @@ from edge.detector import DetectorModelName, FaceDetectorOptions
 from edge.pipeline import CLASSIFIER_THREADS, WORKERS, PipelineOptions
 from edge.runner import RunOptions, handle_sigterm
 from edge.runner import run as run_source
-from edge.sources import DECODE_AHEAD
+from edge.sources import DECODE_AHEAD, DECODE_THREADS
 from edge.tracking import SmoothingOptions
 
 _DETECTOR = FaceDetectorOptions()
@@ -170,6 +170,13 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     help="Frames decoded ahead on a thread of their own (0: decode in the pipeline's thread).",
 )
 @click.option(
+    "--decode-threads",
+    type=click.IntRange(min=0),
+    default=DECODE_THREADS,
+    show_default=True,
+    help="Threads FFmpeg decodes the clip with (0: FFmpeg's choice, one per core).",
+)
+@click.option(
     "--overlap/--no-overlap",
     default=None,
     help="Decode, detect and classify the next frames on worker threads, as `ers run` does "
@@ -221,6 +228,7 @@ def bench(
     threads: int | None,
     detector: str,
     decode_ahead: int,
+    decode_threads: int,
     overlap: bool | None,
     workers: int,
     frames: int,
@@ -251,6 +259,7 @@ def bench(
         num_threads=threads,
         detector=detector,
         decode_ahead=decode_ahead,
+        decode_threads=decode_threads or None,
         overlap=overlap,
         workers=workers,
         frames=frames,

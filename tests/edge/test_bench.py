@@ -29,6 +29,7 @@ from edge_testing import synthetic_frames, write_video
         ({"faces": 100}, "faces"),
         ({"detector": "tiny"}, "detector"),
         ({"decode_ahead": -1}, "decode_ahead"),
+        ({"decode_threads": 0}, "decode_threads"),
         ({"fer_frames": 0}, "fer_frames"),
         ({"frames": True}, "frames"),
         ({"workers": 0}, "workers"),
@@ -288,7 +289,7 @@ def test_bench_help_lists_the_options():
     for flag in (
         "--model-dir", "--variant", "--threads", "--detector", "--frames", "--warmup", "--no-draw",
         "--no-encode", "--no-events", "--faces", "--fer", "--json", "--decode-ahead", "--baseline",
-        "--workers", "--realtime", "--no-overlap",
+        "--workers", "--realtime", "--no-overlap", "--decode-threads",
     ):  # fmt: skip
         assert flag in result.output
 
@@ -304,6 +305,11 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["settings"]["classifier_threads"] == 1 and data["settings"]["events"] is True
     assert data["settings"]["workers"] == 3 and data["settings"]["overlap"] is True
+    assert data["settings"]["decode_threads"] == 1 and "(1 FFmpeg thread)" in result.output
+    ffmpeg_choice = CliRunner().invoke(cli, [*args, "--decode-threads", "0", "--json", str(tmp_path / "c.json")])
+    assert ffmpeg_choice.exit_code == 0, ffmpeg_choice.output
+    assert "FFmpeg's own threads" in ffmpeg_choice.output
+    assert json.loads((tmp_path / "c.json").read_text())["settings"]["decode_threads"] is None
     to_stdout = CliRunner().invoke(cli, [*args, "--json", "-"])
     assert to_stdout.exit_code == 0, to_stdout.output
     assert json.loads(to_stdout.output)["frames"] == 3

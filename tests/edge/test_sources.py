@@ -185,6 +185,35 @@ def test_decode_ahead_is_validated(five_frame_video):
         VideoFileSource(five_frame_video, decode_ahead=-1)
 
 
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True])
+def test_decode_threads_is_validated(five_frame_video, threads):
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decode_threads"):
+        VideoFileSource(five_frame_video, decode_threads=threads)
+
+
+def test_ffmpeg_decodes_with_the_threads_asked_for_and_the_same_frames(tmp_path):
+    import cv2
+
+    from edge.sources import DECODE_THREADS
+
+    video = write_video(tmp_path / "clip.mp4", synthetic_frames(6), fps=10.0)
+    decoded = {}
+    for threads in (None, 1, 3):
+        with VideoFileSource(video, decode_ahead=0, decode_threads=threads) as source:
+            if threads is not None:
+                assert source._capture.get(cv2.CAP_PROP_N_THREADS) == threads
+            decoded[threads] = list(source)
+    with VideoFileSource(video) as source:
+        assert source.decode_threads == DECODE_THREADS == 1
+        assert source._capture.get(cv2.CAP_PROP_N_THREADS) == 1
+    for threads in (1, 3):
+        assert [f.index for f in decoded[threads]] == [f.index for f in decoded[None]]
+        for a, b in zip(decoded[threads], decoded[None]):
+            np.testing.assert_array_equal(a.image_rgb, b.image_rgb)
+
+
 def test_opencv_threads_is_set_for_the_block_and_restored():
     import cv2
 
