@@ -8,7 +8,11 @@ optional import fail cleanly, exactly as on a device without TensorFlow.
 
 The native side also prints start-up chatter (LiteRT environment, XNNPACK,
 sparsity notes) straight to file descriptor 2; ``quiet_native_stderr`` hides
-it around the calls that produce it and replays it if the call fails.
+it around the calls that produce it and replays it if the call fails. File
+descriptor 2 belongs to the whole process, so those blocks take turns: two
+threads that each swapped it (a worker's first detection beside a video file
+being opened) would restore each other's copies, and the last to leave would
+point fd 2 at a deleted temporary file for good.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ import ctypes
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 
 _BLOCKED = "tensorflow"
+_STDERR_SWAP = threading.RLock()  # one thread at a time points fd 2 elsewhere (re-entrant: blocks may nest)
 
 
 def _flush_c_stdio() -> None:
@@ -62,7 +68,15 @@ def import_c_api() -> tuple[ModuleType, ModuleType]:
 
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
-    """Send what native code writes to fd 2 into a temporary file; replay it on error."""
+    """Send what native code writes to fd 2 into a temporary file; replay it on error.
+
+    Other threads' blocks wait for this one to end (see the module docstring).
+    """
+    with _STDERR_SWAP:
+        yield from _quiet_native_stderr()
+
+
+def _quiet_native_stderr() -> Iterator[None]:
     try:
         sys.stderr.flush()
         saved = os.dup(2)
