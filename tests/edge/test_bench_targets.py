@@ -1,0 +1,62 @@
+"""tools/bench_targets.py: every speed target measured in interleaved rounds, with a verdict."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+_TOOL = Path(__file__).resolve().parents[2] / "tools" / "bench_targets.py"
+
+
+@pytest.fixture(scope="module")
+def tool():
+    """The script as a module (registered first: its dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location("bench_targets", _TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_a_target_is_met_on_the_right_side_of_its_limit(tool):
+    fps = next(target for target in tool.TARGETS if target.name == "end-to-end FPS")
+    p95 = next(target for target in tool.TARGETS if target.name == "frame p95, sequential")
+    assert fps.met(600.0) and not fps.met(599.9)
+    assert p95.met(3.0) and not p95.met(3.01)
+
+
+def test_summary_takes_the_median_of_the_rounds(tool):
+    figures = {target.name: [1.0, 2.0, 100.0] for target in tool.TARGETS}
+    figures["end-to-end FPS"] = [500.0, 650.0, 620.0]
+    rows = {row["target"]: row for row in tool.summary(figures)}
+    fps = rows["end-to-end FPS"]
+    assert (fps["median"], fps["min"], fps["max"], fps["met"], fps["rounds_met"]) == (620.0, 500.0, 650.0, True, 2)
+    assert rows["frame p95, sequential"]["median"] == 2.0 and rows["frame p95, sequential"]["met"]
+    table = tool.table(list(rows.values()), {"ers_fps": 600.0, "fer_fps": 50.0, "ratio": 12.0, "met": True})
+    assert "end-to-end FPS" in table and "2/3" in table and "ers against fer" in table
+
+
+@pytest.mark.slow
+def test_the_tool_measures_every_target_on_a_real_clip(tool, media, tiny_model_dir, tmp_path):
+    out = tmp_path / "targets.json"
+    args = ["--clip", str(media / "single_face.mp4"), "--model-dir", str(tiny_model_dir), "--variant", "float32",
+            "--rounds", "2", "--frames", "4", "--warmup", "1", "--json", str(out)]
+    result = CliRunner().invoke(tool.main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["rounds"] == 2 and data["fer"] is None
+    names = [row["target"] for row in data["targets"]]
+    assert len(names) == 6 and "5-face frame against 1-face frame" in names
+    for row in data["targets"]:
+        assert len(row["values"]) == 2 and row["min"] <= row["median"] <= row["max"]
+        assert row["target"] in result.output
+    by_name = {row["target"]: row for row in data["targets"]}
+    assert by_name["end-to-end FPS"]["min"] > 0 and by_name["frame p95, sequential"]["min"] > 0
+    assert by_name["5-face frame against 1-face frame"]["min"] > 0
+

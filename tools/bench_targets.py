@@ -1,0 +1,160 @@
+"""The runtime's speed targets, each measured with ``ers bench`` in interleaved rounds.
+
+One run of ``ers bench`` on a shared 2-core machine can land 20% away from
+the next one, so this runs every measurement ``--rounds`` times, one of each
+per round (a slow spell of the machine then hits all of them alike), and
+prints the median with the range beside each target:
+
+- frames per second end to end (overlapped, the ``ers run`` default for files);
+- what classifier + tracking add to decode + detect alone (``--baseline``);
+- frame latency p95, sequential (``--no-overlap --decode-ahead 0``: one frame
+  at a time, nothing queued behind another) and overlapped;
+- the cost of a 5-face frame against a 1-face frame (``--faces``);
+- the cost of writing ``events.jsonl`` (``--events``);
+- the ratio against the ``fer`` package on the same clip, when ``--fer-python``
+  names a Python that has it (timed once, after the rounds).
+
+    python tools/bench_targets.py --rounds 5 --json bench_targets.json
+    python tools/bench_targets.py --clip WolfgangLanger_Pexels.mp4 --fer-python ENV/bin/python
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge.bench import BenchOptions, benchmark
+from edge.benchclips import sample_clip
+from edge.benchreport import BenchReport
+
+
+@dataclass(frozen=True)
+class Target:
+    """One speed target: which runs it reads, how it turns them into a figure, and its limit."""
+
+    name: str
+    runs: tuple[str, ...]
+    figure: Callable[..., float]
+    limit: float
+    at_least: bool  # True: the figure must reach the limit; False: it must stay at or below it
+    unit: str
+
+    def met(self, value: float) -> bool:
+        return value >= self.limit if self.at_least else value <= self.limit
+
+
+def _runs(base: BenchOptions) -> dict[str, BenchOptions]:
+    """The ``ers bench`` runs one round makes, by name."""
+    return {
+        "overlapped": replace(base, baseline=True),
+        "sequential": replace(base, overlap=False, decode_ahead=0),
+        "faces1": replace(base, faces=1),
+        "faces5": replace(base, faces=5),
+        "events": replace(base, events=True),
+    }
+
+
+TARGETS = (
+    Target("end-to-end FPS", ("overlapped",), lambda r: r.fps, 600.0, True, "FPS"),
+    Target("classifier + tracking add to decode + detect", ("overlapped",),
+           lambda r: r.added_percent_mean, 25.0, False, "%"),
+    Target("frame p95, sequential", ("sequential",), lambda r: r.latency.p95_ms, 3.0, False, "ms"),
+    Target("frame p95, overlapped", ("overlapped",), lambda r: r.latency.p95_ms, 3.0, False, "ms"),
+    Target("5-face frame against 1-face frame", ("faces1", "faces5"), lambda one, five: one.fps / five.fps,
+           1.6, False, "x"),
+    Target("events.jsonl adds", ("overlapped", "events"), lambda off, on: 100.0 * (off.fps / on.fps - 1.0),
+           10.0, False, "%"),
+)
+
+
+def measure(base: BenchOptions, rounds: int, progress: Callable[[str], None] = lambda line: None
+            ) -> dict[str, list[float]]:
+    """Each target's figure in each of ``rounds`` interleaved rounds of the runs it needs."""
+    figures: dict[str, list[float]] = {target.name: [] for target in TARGETS}
+    runs = _runs(base)
+    for number in range(1, rounds + 1):
+        reports: dict[str, BenchReport] = {}
+        for name, options in runs.items():
+            reports[name] = benchmark(options)
+            progress(f"round {number}/{rounds}: {name} {reports[name].fps:.0f} FPS")
+        for target in TARGETS:
+            figures[target.name].append(float(target.figure(*(reports[name] for name in target.runs))))
+    return figures
+
+
+def fer_ratio(base: BenchOptions, fer_python: Path, fer_frames: int) -> dict[str, Any]:
+    """ers against the ``fer`` package on the same clip in one run (``ers bench --fer``)."""
+    report = benchmark(replace(base, fer=True, fer_python=fer_python, fer_frames=fer_frames))
+    return {"ers_fps": round(report.fps, 1), "fer_fps": report.fer["fps"], "ratio": round(report.fer_ratio, 2),
+            "target": 10.0, "met": report.fer_ratio >= 10.0}
+
+
+def summary(figures: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Median, range and verdict of each target."""
+    rows = []
+    for target in TARGETS:
+        values = figures[target.name]
+        median = statistics.median(values)
+        rows.append({
+            "target": target.name, "unit": target.unit, "median": round(median, 3),
+            "min": round(min(values), 3), "max": round(max(values), 3), "values": [round(v, 3) for v in values],
+            "limit": target.limit, "at_least": target.at_least, "met": target.met(median),
+            "rounds_met": sum(target.met(value) for value in values),
+        })
+    return rows
+
+
+def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
+    lines = [f"{'target':<46}{'median':>9}{'range':>19}  {'limit':<10}{'met':<4}rounds met"]
+    for row in rows:
+        limit = f"{'>=' if row['at_least'] else '<='} {row['limit']:g}{row['unit']}"
+        spread = f"{row['min']:.2f}-{row['max']:.2f}"
+        lines.append(f"{row['target']:<46}{row['median']:>9.2f}{spread:>19}  {limit:<10}"
+                     f"{'yes' if row['met'] else 'no':<4}{row['rounds_met']}/{len(row['values'])}")
+    if fer is not None:
+        lines.append(f"{'ers against fer (' + str(fer['ers_fps']) + ' / ' + str(fer['fer_fps']) + ' FPS)':<46}"
+                     f"{fer['ratio']:>9.2f}{'':>19}  {'>= 10x':<10}{'yes' if fer['met'] else 'no'}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--clip", help="Video to time: a path, or the name of a sample clip. Default: single_face.mp4.")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder written by `ers export`. Default: the shipped model.")
+@click.option("--variant", default="int8", show_default=True, help="Model variant.")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
+@click.option("--frames", type=click.IntRange(min=1), default=1500, show_default=True, help="Frames per run.")
+@click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Warm-up frames per run.")
+@click.option("--fer-python", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A Python that has `fer`: also time it on the clip (once, 100 frames).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures.")
+def main(clip: str | None, model_dir: Path | None, variant: str, rounds: int, frames: int, warmup: int,
+         fer_python: Path | None, json_path: Path | None) -> None:
+    """Measure every speed target of the runtime and say which are met."""
+    source = Path(clip) if clip and Path(clip).is_file() else sample_clip(clip) if clip else sample_clip()
+    base = BenchOptions(source=source, model_dir=model_dir, variant=variant, frames=frames, warmup_frames=warmup,
+                        fer=False)
+    warnings.simplefilter("ignore")  # numpy / protobuf notes from the native libraries
+    figures = measure(base, rounds, progress=lambda line: click.echo(line, err=True))
+    fer = fer_ratio(base, fer_python, 100) if fer_python is not None else None
+    rows = summary(figures)
+    machine = benchmark(replace(base, frames=1, warmup_frames=0)).machine
+    click.echo(f"{source.name}, {variant}, {rounds} rounds of {frames} frames; "
+               f"{machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
+    click.echo(table(rows, fer))
+    if json_path is not None:
+        json_path.write_text(json.dumps({"clip": str(source), "variant": variant, "rounds": rounds, "frames": frames,
+                                         "machine": machine, "targets": rows, "fer": fer}, indent=2) + "\n",
+                             encoding="utf-8")
+        click.echo(f"JSON: {json_path}")
+
+
+if __name__ == "__main__":
+    main()
