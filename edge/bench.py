@@ -69,7 +69,8 @@ class BenchOptions:
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
     model, the manifest's variant); ``num_threads`` is the emotion model's;
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread) and ``decode_threads`` its FFmpeg threads (None: FFmpeg's choice); ``overlap`` decodes, detects and classifies the next frames on
+    thread) and ``decode_threads`` its FFmpeg threads (None: FFmpeg's
+    choice); ``overlap`` decodes, detects and classifies the next frames on
     ``workers`` worker threads (``Pipeline.frames_and_results``); None picks
     as ``ers run`` does (``pipeline.overlap_for``): overlapped, except
     ``realtime``, which plays a live source. ``draw``, ``encode`` and
