@@ -92,8 +92,8 @@ def measure(base: BenchOptions, rounds: int, progress: Callable[[str], None] = l
 def fer_ratio(base: BenchOptions, fer_python: Path, fer_frames: int) -> dict[str, Any]:
     """ers against the ``fer`` package on the same clip in one run (``ers bench --fer``)."""
     report = benchmark(replace(base, fer=True, fer_python=fer_python, fer_frames=fer_frames))
-    return {"ers_fps": round(report.fps, 1), "fer_fps": report.fer["fps"], "ratio": round(report.fer_ratio, 2),
-            "target": 10.0, "met": report.fer_ratio >= 10.0}
+    return {"ers_fps": round(report.fps, 1), "fer_fps": round(report.fer["fps"], 1),
+            "ratio": round(report.fer_ratio, 2), "target": 10.0, "met": report.fer_ratio >= 10.0}
 
 
 def summary(figures: dict[str, list[float]]) -> list[dict[str, Any]]:
@@ -112,15 +112,15 @@ def summary(figures: dict[str, list[float]]) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
-    lines = [f"{'target':<46}{'median':>9}{'range':>19}  {'limit':<10}{'met':<4}rounds met"]
+    lines = [f"{'target':<46}{'median':>9}{'range':>22}  {'limit':<10}{'met':<4}rounds met"]
     for row in rows:
         limit = f"{'>=' if row['at_least'] else '<='} {row['limit']:g}{row['unit']}"
-        spread = f"{row['min']:.2f}-{row['max']:.2f}"
-        lines.append(f"{row['target']:<46}{row['median']:>9.2f}{spread:>19}  {limit:<10}"
+        spread = f"{row['min']:.2f} to {row['max']:.2f}"
+        lines.append(f"{row['target']:<46}{row['median']:>9.2f}{spread:>22}  {limit:<10}"
                      f"{'yes' if row['met'] else 'no':<4}{row['rounds_met']}/{len(row['values'])}")
     if fer is not None:
-        lines.append(f"{'ers against fer (' + str(fer['ers_fps']) + ' / ' + str(fer['fer_fps']) + ' FPS)':<46}"
-                     f"{fer['ratio']:>9.2f}{'':>19}  {'>= 10x':<10}{'yes' if fer['met'] else 'no'}")
+        name = f"ers against fer ({fer['ers_fps']:.0f} / {fer['fer_fps']:.1f} FPS)"
+        lines.append(f"{name:<46}{fer['ratio']:>9.2f}{'':>22}  {'>= 10x':<10}{'yes' if fer['met'] else 'no'}")
     return "\n".join(lines)
 
 
