@@ -31,8 +31,8 @@ from typing import Any
 import click
 
 from edge.bench import BenchOptions, benchmark
-from edge.benchclips import sample_clip
-from edge.benchreport import BenchReport
+from edge.benchclips import SAMPLE_CLIP, sample_clip
+from edge.benchreport import BenchReport, machine_info
 
 
 @dataclass(frozen=True)
@@ -138,14 +138,14 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
 def main(clip: str | None, model_dir: Path | None, variant: str, rounds: int, frames: int, warmup: int,
          fer_python: Path | None, json_path: Path | None) -> None:
     """Measure every speed target of the runtime and say which are met."""
-    source = Path(clip) if clip and Path(clip).is_file() else sample_clip(clip) if clip else sample_clip()
+    source = Path(clip) if clip and Path(clip).is_file() else sample_clip(clip or SAMPLE_CLIP)
     base = BenchOptions(source=source, model_dir=model_dir, variant=variant, frames=frames, warmup_frames=warmup,
                         fer=False)
     warnings.simplefilter("ignore")  # numpy / protobuf notes from the native libraries
     figures = measure(base, rounds, progress=lambda line: click.echo(line, err=True))
     fer = fer_ratio(base, fer_python, 100) if fer_python is not None else None
     rows = summary(figures)
-    machine = benchmark(replace(base, frames=1, warmup_frames=0)).machine
+    machine = machine_info()
     click.echo(f"{source.name}, {variant}, {rounds} rounds of {frames} frames; "
                f"{machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
     click.echo(table(rows, fer))
