@@ -48,7 +48,7 @@ from edge.pipeline import (
     overlap_for,
     resolve_model_dir,
 )
-from edge.sources import DECODE_AHEAD, DECODE_THREADS, RUNTIME_OPENCV_THREADS, opencv_threads
+from edge.sources import DECODE_THREADS, RUNTIME_OPENCV_THREADS, decode_ahead_for, opencv_threads
 from edge.types import Frame, FrameResult, SourceKind
 
 STAGES = ("decode", "detect", "preprocess", "classify", "track", "draw", "encode", "events")
@@ -69,7 +69,7 @@ class BenchOptions:
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
     model, the manifest's variant); ``num_threads`` is the emotion model's;
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread) and ``decode_threads`` its FFmpeg threads (None: FFmpeg's
+    thread; None: as ``ers run`` does, ``sources.decode_ahead_for``) and ``decode_threads`` its FFmpeg threads (None: FFmpeg's
     choice); ``overlap`` decodes, detects and classifies the next frames on
     ``workers`` worker threads (``Pipeline.frames_and_results``); None picks
     as ``ers run`` does (``pipeline.overlap_for``): overlapped, except
@@ -89,7 +89,7 @@ class BenchOptions:
     variant: str | None = None
     num_threads: int | None = CLASSIFIER_THREADS
     detector: DetectorModelName = DetectorModelName.SHORT
-    decode_ahead: int = DECODE_AHEAD
+    decode_ahead: int | None = None
     decode_threads: int | None = DECODE_THREADS
     overlap: bool | None = None
     workers: int = WORKERS
@@ -111,6 +111,14 @@ class BenchOptions:
         return overlap_for(SourceKind.LIVE if self.realtime else SourceKind.VIDEO, self.overlap)
 
     @property
+    def decode_ahead_frames(self) -> int:
+        """Frames the clip decodes ahead on a thread of its own; paced frames are decoded as they
+        arrive (decoding ahead would hide it from their latency)."""
+        if self.realtime:
+            return 0
+        return decode_ahead_for(self.overlapped) if self.decode_ahead is None else self.decode_ahead
+
+    @property
     def worker_count(self) -> int:
         """Worker threads the pipeline runs: ``workers`` when overlapped, else none but the caller."""
         return self.workers if self.overlapped else 1
@@ -128,8 +136,9 @@ class BenchOptions:
         _whole("frames", self.frames, 1)
         _whole("warmup_frames", self.warmup_frames, 0)
         _whole("fer_frames", self.fer_frames, 1)
-        _whole("decode_ahead", self.decode_ahead, 0)
         _whole("workers", self.workers, 1)
+        if self.decode_ahead is not None:
+            _whole("decode_ahead", self.decode_ahead, 0)
         for name in ("num_threads", "decode_threads"):
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), 1)
@@ -162,8 +171,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             workers=options.worker_count,
         )
         total = (options.warmup_frames + options.frames) * (2 if options.alternate_baseline else 1)
-        # Paced frames are decoded as they arrive: decoding ahead would hide it from their latency.
-        clip = LoopedClip(clip_path, total, decode_ahead=0 if options.realtime else options.decode_ahead,
+        clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
                           decode_threads=options.decode_threads)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
             measured = _measure(pipeline, clip, options, scratch)

@@ -165,9 +165,9 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
 @click.option(
     "--decode-ahead",
     type=click.IntRange(min=0),
-    default=DECODE_AHEAD,
-    show_default=True,
-    help="Frames decoded ahead on a thread of their own (0: decode in the pipeline's thread).",
+    default=None,
+    help="Frames decoded ahead on a thread of their own (0: decode in the pipeline's thread). "
+    f"Default: as `ers run` does, 0 with --overlap (the workers read ahead themselves), else {DECODE_AHEAD}.",
 )
 @click.option(
     "--decode-threads",
@@ -227,7 +227,7 @@ def bench(
     variant: str | None,
     threads: int | None,
     detector: str,
-    decode_ahead: int,
+    decode_ahead: int | None,
     decode_threads: int,
     overlap: bool | None,
     workers: int,

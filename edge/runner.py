@@ -35,7 +35,14 @@ from edge.sinks import (
     WindowSink,
     display_available,
 )
-from edge.sources import RUNTIME_OPENCV_THREADS, Source, open_source, opencv_threads
+from edge.sources import (
+    RUNTIME_OPENCV_THREADS,
+    Source,
+    VideoFileSource,
+    decode_ahead_for,
+    open_source,
+    opencv_threads,
+)
 from edge.types import SourceKind, TrackSummary
 
 EVENTS_NAME = "events.jsonl"
@@ -193,6 +200,8 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
     with opencv_threads(RUNTIME_OPENCV_THREADS), open_source(source) as frames:
         detector_options = options.pipeline.detector.resolve(frames.kind)
         overlap = overlap_for(frames.kind, options.overlap)
+        if isinstance(frames, VideoFileSource):
+            frames.decode_ahead = decode_ahead_for(overlap)
         pipeline_options = replace(
             options.pipeline,
             model_dir=model_dir,

@@ -16,6 +16,7 @@ from edge.bench import STAGES, BenchOptions, BenchReport, benchmark, machine_inf
 from edge.benchclips import LoopedClip, grid_shape, sample_clip, tile_faces
 from edge.cli import cli
 from edge.errors import ConfigError, SourceError
+from edge.sources import DECODE_AHEAD
 from edge_testing import synthetic_frames, write_video
 
 
@@ -54,6 +55,14 @@ def test_realtime_runs_sequentially_like_a_camera_unless_told():
     assert not BenchOptions(realtime=True).overlapped and BenchOptions(realtime=True).worker_count == 1
     assert BenchOptions(realtime=True, overlap=True, workers=3).worker_count == 3
     assert not BenchOptions(overlap=False).overlapped and BenchOptions(overlap=False).worker_count == 1
+
+
+def test_the_clip_decodes_ahead_on_its_own_thread_only_for_a_sequential_pipeline():
+    assert BenchOptions().decode_ahead_frames == 0  # the overlapped workers read ahead themselves
+    assert BenchOptions(overlap=False).decode_ahead_frames == DECODE_AHEAD
+    assert BenchOptions(realtime=True).decode_ahead_frames == 0  # paced frames decode on arrival
+    assert BenchOptions(decode_ahead=3).decode_ahead_frames == 3
+    assert BenchOptions(overlap=False, decode_ahead=0).decode_ahead_frames == 0
 
 
 def test_realtime_paces_frames_at_the_clip_rate_and_times_from_arrival(tmp_path, tiny_model_dir):

@@ -10,6 +10,7 @@ import pytest
 from edge.errors import ConfigError, ManifestError, SinkError, SourceError
 from edge.pipeline import PipelineOptions
 from edge.runner import RunOptions, Terminated, handle_sigterm, run
+from edge.sources import DECODE_AHEAD
 from edge.types import SourceKind
 from edge_testing import synthetic_frames
 
@@ -60,6 +61,7 @@ def test_files_run_overlapped_and_live_sources_sequentially(
 
     def frames_and_results(self, frames, **kwargs):
         seen["overlap"] = kwargs["overlap"]
+        seen["decode_ahead"] = frames.decode_ahead
         return real_frames_and_results(self, frames, **kwargs)
 
     monkeypatch.setattr(runner_module, "open_source", open_as)
@@ -67,7 +69,8 @@ def test_files_run_overlapped_and_live_sources_sequentially(
     monkeypatch.setattr(Pipeline, "frames_and_results", frames_and_results)
     report = run(str(five_frame_video), _options(tmp_path, tiny_model_dir, overlap=asked, video=False))
     assert report.frames == 5
-    assert seen == {"overlap": overlap, "workers": workers}
+    # Overlapped workers read ahead themselves: no decoder thread of the source's own then.
+    assert seen == {"overlap": overlap, "workers": workers, "decode_ahead": 0 if overlap else DECODE_AHEAD}
 
 
 def test_run_on_a_folder_writes_annotated_images(tmp_path, tiny_model_dir):
