@@ -193,8 +193,11 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     if options.alternate_baseline:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
     if options.overlapped:
-        workers = f"{options.workers} worker threads" if options.workers > 1 else "a worker thread"
-        notes.append(f"decode, detect and classify of the next frames run on {workers} beside tracking "
+        if options.workers > 1:
+            workers = f"{options.workers} workers (the main thread and {options.workers - 1} more) beside tracking"
+        else:
+            workers = "a worker thread beside tracking"
+        notes.append(f"decode, detect and classify of the next frames run on {workers} "
                      "(--overlap); a frame's latency includes its waits for the busy threads")
     if options.faces is not None and faces.mean() < 0.9 * options.faces:
         hint = "need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed"

@@ -130,7 +130,7 @@ class BenchReport:
             + f", {self.frames} frames after {s['warmup_frames']} warm-up",
             f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}, classifier threads {threads}, "
             f"decode ahead {s['decode_ahead']} frames ({_decoder_threads(s.get('decode_threads'))}), "
-            + (f"overlapped, {s.get('workers', 1)} worker thread(s)" if s.get("overlap") else "sequential"),
+            + (f"overlapped, {s.get('workers', 1)} worker(s)" if s.get("overlap") else "sequential"),
             f"  {'stage':<11}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  ms   share",
         ]
         total = self.latency.mean_ms or 1.0

@@ -28,8 +28,8 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 # Shared by `ers run` and `ers bench`: the same setting, measured as it runs.
 _workers_option = click.option(
     "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
-    help="Frames detected and classified at once (with --overlap), each on a thread with its own "
-    "detector and classifier.",
+    help="Frames detected and classified at once (with --overlap), each worker with its own "
+    "detector and classifier: one on a thread of its own; with more, the first works in the main thread.",
 )
 
 

@@ -8,7 +8,8 @@ the GIL: OpenCV's decoder, mediapipe's C calls, LiteRT), handing
 frames (tracking, smoothing) and writes the outputs. With several workers
 (``OrderedWorkers``) each owns its stages, takes the next frame of the shared
 source in turn and files its result under the frame's place in the stream:
-the caller gets them in order.
+the caller gets them in order. The caller's thread is the first of them: it
+works on the next frame itself rather than wait for one.
 
 An exception in a worker (a broken file, a detector error) is raised again
 in the caller, in order, after the frames before it; stopping early (break,
@@ -139,15 +140,23 @@ class OrderedWorkers(Iterator[Processed[T]]):
     results in that order. At most ``depth`` results wait beyond the frames in
     work.
 
+    ``in_caller`` runs the first work function in the consumer's own thread:
+    whenever the next result is not filed yet, the consumer takes the next
+    frame and works on it itself instead of waiting. On two cores that beat a
+    thread per worker: one thread fewer to share the cores and no hand-off for
+    the frames the consumer works on (single_face.mp4, two workers: 527-564
+    FPS against 474-518 in 6 interleaved pairs).
+
     Errors are raised in the consumer in stream order, after the frames before
     them; ``close()`` stops the workers after their current frame.
     """
 
     def __init__(self, frames: Iterable[Frame], works: Sequence[Callable[[Frame], T]],
-                 depth: int = DEFAULT_DEPTH) -> None:
+                 depth: int = DEFAULT_DEPTH, *, in_caller: bool = False) -> None:
         _check_depth(depth)
         if not works:
             raise ValueError("at least one work function is needed")
+        self._caller_work = works[0] if in_caller else None
         self._frames = iter(frames)
         self._take = threading.Lock()  # one worker reads the source at a time
         self._changed = threading.Condition()  # guards the fields below
@@ -160,6 +169,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
         self.threads = [
             threading.Thread(target=self._work, args=(work,), name=f"ers-worker-{number}", daemon=True)
             for number, work in enumerate(works)
+            if not (in_caller and number == 0)
         ]
         for thread in self.threads:
             thread.start()
@@ -178,29 +188,54 @@ class OrderedWorkers(Iterator[Processed[T]]):
         while not self._stop.is_set() and self._end is None:
             if not self._room.acquire(timeout=0.05):
                 continue
-            with self._take:
-                if self._stop.is_set() or self._end is not None:
-                    return
-                place = self._taken
-                started = perf_counter()
-                try:
-                    frame = next(self._frames, None)
-                except BaseException as error:  # raised in the consumer, in order
-                    self._file(place, _Failed(error))
-                    return
-                if frame is None:
-                    self._file(place, None)
-                    return
-                self._taken += 1
-            decoded = perf_counter()
-            try:
-                value = work(frame)
-            except BaseException as error:
-                self._file(place, _Failed(error))
+            if not self._take_and_work(work):
                 return
-            self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
+
+    def _take_and_work(self, work: Callable[[Frame], T], caught: type[BaseException] = BaseException) -> bool:
+        """Take the next frame (room for it already acquired), work on it and file the result;
+        False when there is nothing more to take (stopped, the end, or an error filed).
+
+        Errors of the kind ``caught`` are filed, to be raised in the consumer in
+        order; the consumer's own work lets Ctrl+C and the like through at once.
+        """
+        with self._take:
+            if self._stop.is_set() or self._end is not None:
+                self._room.release()
+                return False
+            place = self._taken
+            started = perf_counter()
+            try:
+                frame = next(self._frames, None)
+            except caught as error:  # raised in the consumer, in order
+                self._file(place, _Failed(error))
+                return False
+            if frame is None:
+                self._file(place, None)
+                return False
+            self._taken += 1
+        decoded = perf_counter()
+        try:
+            value = work(frame)
+        except caught as error:
+            self._file(place, _Failed(error))
+            return False
+        self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
+        return True
+
+    def _work_in_caller(self) -> None:
+        """Work on frames in the consumer's thread until the next result is filed or no frame can be taken."""
+        work = self._caller_work
+        while work is not None:
+            with self._changed:
+                if self._next in self._filed or self._end is not None or self._stop.is_set():
+                    return
+            if not self._room.acquire(blocking=False):  # the frames in flight will be filed: wait for them
+                return
+            if not self._take_and_work(work, Exception):
+                return
 
     def __next__(self) -> Processed[T]:
+        self._work_in_caller()
         with self._changed:
             while self._next not in self._filed:
                 if (self._end is not None and self._next >= self._end) or self._stop.is_set():
@@ -234,13 +269,14 @@ def processed_ahead(
 ) -> Iterator[Processed[T]]:
     """``Processed`` items for every frame of ``frames``, read and worked on by worker threads.
 
-    ``work`` is one function (one worker) or one per worker (``OrderedWorkers``),
-    each called only by its own worker.
+    ``work`` is one function (one worker thread) or one per worker
+    (``OrderedWorkers``, the first run in the caller's thread), each called
+    only by its own worker.
     """
     if callable(work):
         ahead: Ahead[Processed[T]] | OrderedWorkers[T] = Ahead(_process_each(frames, work), depth, "ers-worker")
     else:
-        ahead = OrderedWorkers(frames, work, depth)
+        ahead = OrderedWorkers(frames, work, depth, in_caller=True)
     try:
         yield from ahead
     finally:

@@ -31,7 +31,7 @@ from edge.types import FaceDetection, FaceResult, Frame, FrameResult, SourceKind
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "emotion"
 CLASSIFIER_THREADS = 1
-WORKERS = 2  # frames analysed at once in an overlapped run (one detector and classifier each)
+WORKERS = 2  # frames analysed at once in an overlapped run, one detector and classifier each: main thread + one
 
 
 def overlap_for(kind: SourceKind | str, overlap: bool | None = None) -> bool:
@@ -74,8 +74,8 @@ class PipelineOptions:
     is the emotion model's (``CLASSIFIER_THREADS``: at 0.3 ms per face one
     thread is fastest and leaves the other core to decoding and detection;
     None lets LiteRT choose); ``workers`` is how many frames an overlapped
-    run analyses at once, each worker thread with a detector and classifier
-    of its own (``Pipeline.frames_and_results``).
+    run analyses at once, each worker with a detector and classifier of its
+    own (``Pipeline.frames_and_results`` says on which threads).
     """
 
     model_dir: Path | None = None
@@ -136,7 +136,7 @@ class Pipeline:
     (``classifier.spec.crop``); pass it when the classifier has no spec.
     ``extra_workers`` (more ``(detector, classifier)`` pairs like the first)
     let an overlapped run analyse several frames at once, one pair per
-    worker thread.
+    worker (``frames_and_results``).
 
     ``timings``: set it to a dict and ``process`` records there the seconds
     each stage of the last frame took (``STAGES``: ``detect``, ``preprocess``
@@ -290,9 +290,12 @@ class Pipeline:
         tracks or smoothing: each starts from a reset tracker and smoother.
 
         ``overlap`` reads, detects and classifies the next frames on worker
-        threads (one per pair of ``workers``) while this thread tracks this
-        one and hands it on (``edge.overlap``): more frames per second on two
-        or more cores, the same results in the same order. ``timings`` then
+        threads while this thread tracks this one and hands it on
+        (``edge.overlap``): more frames per second on two or more cores, the
+        same results in the same order. One pair of ``workers`` works on a
+        thread of its own; with several, this thread works with the first
+        pair whenever the next result is not ready, and each other pair has
+        a thread. ``timings`` then
         also gets ``decode`` (reading the frame) and ``started``
         (``perf_counter()`` when the frame was asked for).
         """

@@ -310,7 +310,7 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
                                       "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     assert "FPS" in result.output and "decode" in result.output and "b.json" in result.output
-    assert "3 worker thread(s)" in result.output
+    assert "3 worker(s)" in result.output
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["settings"]["classifier_threads"] == 1 and data["settings"]["events"] is True
     assert data["settings"]["workers"] == 3 and data["settings"]["overlap"] is True

@@ -157,3 +157,47 @@ def test_ordered_workers_need_a_work_function_and_end_cleanly_on_an_empty_source
     workers = OrderedWorkers([], [lambda frame: []] * 2)
     assert list(workers) == []
     assert not any(thread.is_alive() for thread in workers.threads)
+
+
+def test_with_several_workers_the_first_works_in_the_callers_thread():
+    detectors = [RecordingDetector(BOXES, delay_s=0.001) for _ in range(2)]
+    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_workers=[(detectors[1], FakeClassifier())])
+    before = set(threading.enumerate())
+    started = []
+    results = []
+    for result in pipeline.run(_frames(20), overlap=True):
+        started.extend(t.name for t in set(threading.enumerate()) - before)
+        results.append(result)
+    assert [result.frame_index for result in results] == list(range(20))
+    assert {thread for thread, _ in detectors[0].seen} == {threading.current_thread().name}
+    assert {thread for thread, _ in detectors[1].seen} == {"ers-worker-1"}
+    assert set(started) == {"ers-worker-1"}  # one thread fewer than workers
+
+
+def test_ordered_workers_in_the_caller_alone_start_no_thread_and_keep_the_order():
+    seen = []
+    workers = OrderedWorkers(_frames(6), [lambda frame: seen.append(frame.index) or frame.index], in_caller=True)
+    assert workers.threads == []
+    assert [item.value for item in workers] == list(range(6)) and seen == list(range(6))
+
+
+def test_an_error_in_the_callers_work_is_raised_in_order_and_ctrl_c_at_once():
+    def work(frame):
+        if frame.index == 3:
+            raise ValueError("frame 3 is bad")
+        return frame.index
+
+    workers = OrderedWorkers(_frames(10), [work], in_caller=True)
+    assert [next(workers).value for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="frame 3"):
+        next(workers)
+
+    def interrupted(frame):
+        raise KeyboardInterrupt
+
+    slow = OrderedWorkers(_frames(10), [interrupted, lambda frame: time.sleep(0.5)], in_caller=True)
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        next(slow)
+    assert time.perf_counter() - start < 0.4  # not held back behind the other worker's frame
+    slow.close()
