@@ -98,14 +98,18 @@ class Source(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-def _to_rgb(image_bgr: np.ndarray, *, in_place: bool = False) -> np.ndarray:
-    """RGB from a decoded image; ``in_place`` converts a 3-channel image in its own buffer
-    (for an image nothing else holds: no new frame-sized allocation)."""
+def _to_rgb(image_bgr: np.ndarray) -> np.ndarray:
+    """RGB from a decoded image, in a new array.
+
+    Not in the decoded image's own buffer (``dst=image_bgr``): OpenCV's
+    conversion in place is five times slower, 0.24 against 0.05 ms for a
+    640x360 frame here, allocation included.
+    """
     if image_bgr.ndim == 2:
         return cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2RGB)
     if image_bgr.shape[2] == 4:
         return cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB, dst=image_bgr if in_place else None)
+    return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
 
 
 class VideoFileSource(ClosingContext):
@@ -194,7 +198,7 @@ class VideoFileSource(ClosingContext):
                     logger.warning("%s: skipped %d undecodable frame(s) before frame %d", self.name, failures, position)
                     self.skipped_frames += failures
                     failures = 0
-                yield Frame(_to_rgb(image, in_place=True), position, round(position * 1000.0 / self.fps))
+                yield Frame(_to_rgb(image), position, round(position * 1000.0 / self.fps))
             else:
                 failures += 1
                 past_end = self.frame_count is not None and position + 1 >= self.frame_count
@@ -401,7 +405,7 @@ class ImageSource(ClosingContext):
                 logger.warning("skipping %s: not a readable image", path)
                 self.skipped_frames += 1
                 continue
-            yield Frame(_to_rgb(image, in_place=True), index, index * IMAGE_INTERVAL_MS, name=path.name)
+            yield Frame(_to_rgb(image), index, index * IMAGE_INTERVAL_MS, name=path.name)
 
     def close(self) -> None:
         self._closed = True
