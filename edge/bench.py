@@ -20,6 +20,7 @@ load average is recorded with every run. Compare runs on the same machine.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -53,6 +54,7 @@ from edge.types import Frame, FrameResult, SourceKind
 
 STAGES = ("decode", "detect", "preprocess", "classify", "track", "draw", "encode", "events")
 MAX_FACES = 36
+BASELINE_BLOCK_FRAMES = 200  # an overlapped --baseline alternates blocks of this many frames with the pipeline's
 _FER_RUNNER = Path(__file__).resolve().parent / "_fer_runner.py"
 
 
@@ -78,9 +80,9 @@ class BenchOptions:
     (written to a temporary folder). ``faces`` N benchmarks a clip whose
     frames hold N copies of the source's face. ``baseline`` also times decode
     + detect alone (the same source and detector objects, no classifier,
-    tracking or outputs), on every other frame (after the pipeline's frames
-    and on the same worker threads with ``overlap``), to show what the rest
-    of the pipeline adds. ``fer`` compares with the ``fer`` package on the
+    tracking or outputs), on every other frame (with ``overlap``: in blocks of
+    ``BASELINE_BLOCK_FRAMES`` between blocks of the pipeline's frames, on the
+    same workers), to show what the rest of the pipeline adds. ``fer`` compares with the ``fer`` package on the
     same clip (None: when ``fer_python``, default this Python, can import it).
     """
 
@@ -125,7 +127,7 @@ class BenchOptions:
 
     @property
     def alternate_baseline(self) -> bool:
-        """Whether the baseline runs on every other frame (sequential runs) rather than after them."""
+        """Whether the baseline runs on every other frame (sequential runs) rather than in blocks."""
         return self.baseline and not self.overlapped
 
     def __post_init__(self) -> None:
@@ -170,7 +172,10 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads,
             workers=options.worker_count,
         )
-        total = (options.warmup_frames + options.frames) * (2 if options.alternate_baseline else 1)
+        if options.alternate_baseline:  # a baseline frame after each frame, warm-up included
+            total = 2 * (options.warmup_frames + options.frames)
+        else:
+            total = options.warmup_frames + options.frames * (2 if options.baseline else 1)
         clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
                           decode_threads=options.decode_threads)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
@@ -192,6 +197,9 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         )
     if options.alternate_baseline:
         notes.append("frames alternate between the pipeline and the decode + detect baseline")
+    elif options.baseline:
+        notes.append(f"blocks of {BASELINE_BLOCK_FRAMES} frames alternate between the pipeline and the decode + "
+                     "detect baseline")
     if options.overlapped:
         if options.workers > 1:
             workers = f"{options.workers} workers (the main thread and {options.workers - 1} more) beside tracking"
@@ -275,6 +283,16 @@ class _Measured(NamedTuple):
     baseline_wall_s: float  # wall time of the baseline frames
 
 
+@dataclass
+class _Baseline:
+    """Decode and detect seconds of each baseline frame, and the wall and CPU seconds of its blocks."""
+
+    seconds: np.ndarray  # (frames, 2)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    filled: int = 0
+
+
 def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratch: Path) -> _Measured:
     """Run warm-up and timed frames: per-frame stage seconds, latency and faces, wall and CPU
     seconds, and (``options.baseline``) decode and detect seconds of the baseline frames.
@@ -282,9 +300,9 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     Sequentially, a baseline alternates frames: one through the whole pipeline,
     the next decoded and detected only, so both see the same load on a busy
     machine; the pipeline's wall time is then the sum of its frames'
-    latencies. With ``overlap`` the pipeline runs first and the baseline after
-    it, on frames of its own. The time spent re-opening the looped clip is
-    taken out of decode, latency and wall time.
+    latencies. With ``overlap`` blocks of frames alternate, and the baseline's
+    wall and CPU time is taken out of the pipeline's. The time spent
+    re-opening the looped clip is taken out of decode, latency and wall time.
     """
     from edge.sinks import JsonlSink, VideoFileSink
 
@@ -293,7 +311,7 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     stage_seconds = np.zeros((frames, len(STAGES)))
     latency = np.zeros(frames)
     faces = np.zeros(frames, np.int64)
-    baseline_seconds = np.zeros((frames if options.baseline else 0, 2))
+    baseline = _Baseline(np.zeros((frames if options.baseline else 0, 2)))
     timings: dict[str, float] = {}
     pipeline.timings = timings
     video = VideoFileSink(scratch / "annotated.mp4", clip.fps) if options.draw or options.encode else None
@@ -302,7 +320,7 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     alternate = options.alternate_baseline
     arrivals: dict[int, float] | None = {} if options.realtime else None
     frames_in = clip if arrivals is None else _paced(clip, clip.fps, arrivals)
-    timed = _timed_frames(pipeline, frames_in, clip, options, baseline_seconds if alternate else None)
+    timed = _timed_frames(pipeline, frames_in, clip, options, baseline if options.baseline else None)
     elapsed = cpu_s = baseline_wall_s = 0.0
     threads = 0
     try:
@@ -340,10 +358,12 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
         timed.close()
         if alternate:
             elapsed = float(latency.sum())
-            baseline_wall_s = float(baseline_seconds.sum())
+            baseline_wall_s = float(baseline.seconds.sum())
             cpu_s *= elapsed / (elapsed + baseline_wall_s)  # the pipeline's share, by time
-        elif options.baseline:
-            baseline_wall_s = _time_baseline(pipeline, clip, baseline_seconds)
+        elif options.baseline:  # its blocks ran between the pipeline's, in the timed window
+            baseline_wall_s = baseline.wall_s
+            elapsed -= baseline.wall_s
+            cpu_s -= baseline.cpu_s
     finally:
         timed.close()
         pipeline.timings = None
@@ -351,7 +371,7 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
             video.close()
         if events is not None:
             events.close()
-    return _Measured(stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds, baseline_wall_s)
+    return _Measured(stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline.seconds, baseline_wall_s)
 
 
 def _paced(frames: Iterable[Frame], fps: float, arrivals: dict[int, float]) -> Iterator[Frame]:
@@ -378,16 +398,21 @@ def _timed_frames(
     frames: Iterable[Frame],
     clip: LoopedClip,
     options: BenchOptions,
-    alternate_baseline: np.ndarray | None,
+    baseline: _Baseline | None,
 ) -> Iterator[tuple[Frame, FrameResult]]:
     """The pipeline's ``(frame, result)`` pairs for ``frames`` (those of ``clip``, maybe paced),
     with ``decode`` and ``started`` in its timings.
 
-    ``alternate_baseline`` (sequential runs only): after each pipeline frame,
-    decode and detect one more frame alone and record its seconds there.
+    ``baseline``: sequentially, after each pipeline frame, decode and detect
+    one more frame alone and record its seconds there; overlapped, blocks of
+    frames decoded and detected alone between blocks of the pipeline's
+    (``_with_baseline_blocks``).
     """
     if options.overlapped:
-        yield from pipeline.frames_and_results(frames, overlap=True)
+        if baseline is None:
+            yield from pipeline.frames_and_results(frames, overlap=True)
+        else:
+            yield from _with_baseline_blocks(pipeline, frames, clip, options, baseline)
         return
     perf_counter = time.perf_counter
     timings = pipeline.timings
@@ -400,31 +425,42 @@ def _timed_frames(
         result = pipeline.process(frame)
         timings["decode"], timings["started"] = decoded - started, started
         yield frame, result
-        if alternate_baseline is not None:
+        if baseline is not None:
             seconds = _decode_and_detect(iterator, detect, clip)
             if index >= 0:
-                alternate_baseline[index] = seconds
+                baseline.seconds[index] = seconds
 
 
-def _time_baseline(pipeline: Pipeline, clip: LoopedClip, seconds: np.ndarray) -> float:
-    """Decode and detect ``len(seconds)`` more frames of ``clip`` alone, the way the overlapped
-    pipeline does (on its worker threads, with all its detectors); returns their wall time."""
+def _with_baseline_blocks(
+    pipeline: Pipeline, frames: Iterable[Frame], clip: LoopedClip, options: BenchOptions, baseline: _Baseline
+) -> Iterator[tuple[Frame, FrameResult]]:
+    """The overlapped pipeline's pairs in blocks of ``BASELINE_BLOCK_FRAMES`` (the first with the
+    warm-up too), each followed by as many frames decoded and detected alone, the way the pipeline
+    does (with all its detectors, on the same workers): both see the machine in the same state,
+    where a baseline run after the pipeline's saw it seconds later. Each block starts and ends its
+    workers; the pipeline's tracks carry over the gaps.
+    """
     from edge.overlap import processed_ahead
 
+    iterator = iter(frames)
     detects = [detector.detect for detector, _ in pipeline.workers]
-    replay = LoopedClip(clip.path, len(seconds) + len(detects), decode_ahead=clip.decode_ahead,
-                        decode_threads=clip.decode_threads,
-                        start_ms=clip.last_timestamp_ms + 1000)
-    items = processed_ahead(replay, detects[0] if len(detects) == 1 else detects)
-    try:
-        for _ in detects:  # opening the file and the first frame of each detector: not timed
-            next(items)
-        start, reopen_start = time.perf_counter(), replay.reopen_total_s
-        for index, item in zip(range(len(seconds)), items):
-            seconds[index] = item.decode_s - replay.reopen_at.get(item.frame.index, 0.0), item.work_s
-        return time.perf_counter() - start - (replay.reopen_total_s - reopen_start)
-    finally:
-        items.close()
+    perf_counter = time.perf_counter
+    warmup = options.warmup_frames
+    while baseline.filled < len(baseline.seconds):
+        count = min(BASELINE_BLOCK_FRAMES, len(baseline.seconds) - baseline.filled)
+        yield from pipeline.frames_and_results(itertools.islice(iterator, warmup + count), overlap=True)
+        warmup = 0
+        rows = baseline.seconds[baseline.filled:baseline.filled + count]
+        start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+        items = processed_ahead(itertools.islice(iterator, count), detects[0] if len(detects) == 1 else detects)
+        try:
+            for row, item in zip(rows, items):
+                row[:] = item.decode_s - clip.reopen_at.get(item.frame.index, 0.0), item.work_s
+        finally:
+            items.close()
+        baseline.wall_s += perf_counter() - start - (clip.reopen_total_s - reopen_start)
+        baseline.cpu_s += time.process_time() - cpu_start
+        baseline.filled += count
 
 
 def _decode_and_detect(iterator: Iterator[Frame], detect, clip: LoopedClip) -> tuple[float, float]:

@@ -131,7 +131,7 @@ def test_benchmark_gives_a_complete_report_on_a_short_clip(tmp_path, tiny_model_
 
 @pytest.mark.parametrize("overlap", [False, True])
 def test_baseline_times_decode_and_detect(tmp_path, tiny_model_dir, overlap):
-    """On alternate frames sequentially; after the pipeline's frames, on frames of its own, with overlap."""
+    """On alternate frames sequentially; in alternate blocks of frames with overlap."""
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(5), fps=10.0)
     report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=4, warmup_frames=1, baseline=True,
                                     fer=False, overlap=overlap))
@@ -140,9 +140,33 @@ def test_baseline_times_decode_and_detect(tmp_path, tiny_model_dir, overlap):
     assert report.added_percent_mean == pytest.approx(100.0 * (report.baseline["fps"] / report.fps - 1.0))
     assert report.fps == pytest.approx(4 / report.elapsed_s)
     assert "decode + detect alone" in report.table() and report.to_dict()["added_percent"] is not None
-    assert any("played 2 times" in note for note in report.notes) is (not overlap)  # 10 frames from a 5-frame clip
-    assert any("alternate" in note for note in report.notes) is (not overlap)
+    assert any("played 2 times" in note for note in report.notes)  # 9 or 10 frames from a 5-frame clip
+    assert any("blocks of 200 frames alternate" in note for note in report.notes) is overlap
+    assert any(note.startswith("frames alternate") for note in report.notes) is (not overlap)
     assert report.settings["workers"] == (2 if overlap else 1)
+
+
+def test_an_overlapped_baseline_alternates_blocks_with_the_pipeline(tmp_path, tiny_model_dir, monkeypatch):
+    from edge.pipeline import Pipeline
+
+    monkeypatch.setattr(bench_module, "BASELINE_BLOCK_FRAMES", 2)
+    blocks = []
+    real = Pipeline.frames_and_results
+
+    def recorded(self, frames, **kwargs):
+        blocks.append([])
+        for frame, result in real(self, frames, **kwargs):
+            blocks[-1].append(frame.index)
+            yield frame, result
+
+    monkeypatch.setattr(Pipeline, "frames_and_results", recorded)
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(5), fps=10.0)
+    report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=5, warmup_frames=1, baseline=True,
+                                    fer=False, overlap=True))
+    # warm-up and 2 frames, 2 baseline frames, 2 frames, 2 baseline frames, the last frame, its baseline frame
+    assert blocks == [[0, 1, 2], [5, 6], [9]]
+    assert report.frames == 5 and report.baseline["fps"] > 0
+    assert report.fps == pytest.approx(5 / report.elapsed_s)
 
 
 def test_switched_off_stages_are_reported_as_off(tmp_path, tiny_model_dir):
