@@ -71,10 +71,11 @@ class BenchOptions:
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
     model, the manifest's variant); ``num_threads`` is the emotion model's;
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
-    thread; None: as ``ers run`` does, ``sources.decode_ahead_for``) and ``decode_threads`` its FFmpeg threads (None: FFmpeg's
-    choice); ``overlap`` decodes, detects and classifies the next frames on
-    ``workers`` worker threads (``Pipeline.frames_and_results``); None picks
-    as ``ers run`` does (``pipeline.overlap_for``): overlapped, except
+    thread; None: as ``ers run`` does, ``sources.decode_ahead_for``) and
+    ``decode_threads`` its FFmpeg threads (None: FFmpeg's choice);
+    ``overlap`` decodes, detects and classifies the next frames on
+    ``workers`` workers (``Pipeline.frames_and_results``); None picks as
+    ``ers run`` does (``pipeline.overlap_for``): overlapped, except
     ``realtime``, which plays a live source. ``draw``, ``encode`` and
     ``events`` add the annotated video and ``events.jsonl`` of ``ers run``
     (written to a temporary folder). ``faces`` N benchmarks a clip whose
@@ -82,8 +83,9 @@ class BenchOptions:
     + detect alone (the same source and detector objects, no classifier,
     tracking or outputs), on every other frame (with ``overlap``: in blocks of
     ``BASELINE_BLOCK_FRAMES`` between blocks of the pipeline's frames, on the
-    same workers), to show what the rest of the pipeline adds. ``fer`` compares with the ``fer`` package on the
-    same clip (None: when ``fer_python``, default this Python, can import it).
+    same workers), to show what the rest of the pipeline adds. ``fer``
+    compares with the ``fer`` package on the same clip (None: when
+    ``fer_python``, default this Python, can import it).
     """
 
     source: Path | None = None

@@ -295,9 +295,8 @@ class Pipeline:
         same results in the same order. One pair of ``workers`` works on a
         thread of its own; with several, this thread works with the first
         pair whenever the next result is not ready, and each other pair has
-        a thread. ``timings`` then
-        also gets ``decode`` (reading the frame) and ``started``
-        (``perf_counter()`` when the frame was asked for).
+        a thread. ``timings`` then also gets ``decode`` (reading the frame)
+        and ``started`` (``perf_counter()`` when the frame was asked for).
         """
         if independent is None:
             independent = getattr(frames, "kind", None) == SourceKind.IMAGES
