@@ -199,8 +199,8 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     "--baseline/--no-baseline",
     default=False,
     show_default=True,
-    help="Also time decode + detect alone (after the pipeline; on alternate frames with --no-overlap), "
-    "to show what the rest of the pipeline adds.",
+    help="Also time decode + detect alone (in blocks of 200 frames between the pipeline's; on alternate "
+    "frames with --no-overlap), to show what the rest of the pipeline adds.",
 )
 @click.option(
     "--fer/--no-fer",
