@@ -269,10 +269,12 @@ def processed_ahead(
 ) -> Iterator[Processed[T]]:
     """``Processed`` items for every frame of ``frames``, read and worked on by worker threads.
 
-    ``work`` is one function (one worker thread) or one per worker
-    (``OrderedWorkers``, the first run in the caller's thread), each called
-    only by its own worker.
+    ``work`` is one function per worker, each called only by its own worker:
+    one (or a bare function) works on a thread of its own; with several
+    (``OrderedWorkers``) the first works in the caller's thread.
     """
+    if not callable(work) and len(work) == 1:
+        work = work[0]
     if callable(work):
         ahead: Ahead[Processed[T]] | OrderedWorkers[T] = Ahead(_process_each(frames, work), depth, "ers-worker")
     else:

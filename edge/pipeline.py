@@ -309,7 +309,7 @@ class Pipeline:
         from edge.overlap import processed_ahead
 
         works = [functools.partial(self.analyse, worker=index) for index in range(len(self.workers))]
-        for item in processed_ahead(frames, works[0] if len(works) == 1 else works):
+        for item in processed_ahead(frames, works):
             if independent:
                 self.reset()
             if self.timings is not None:

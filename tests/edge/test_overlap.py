@@ -201,3 +201,10 @@ def test_an_error_in_the_callers_work_is_raised_in_order_and_ctrl_c_at_once():
         next(slow)
     assert time.perf_counter() - start < 0.4  # not held back behind the other worker's frame
     slow.close()
+
+
+def test_one_work_function_in_a_list_still_works_on_a_thread_of_its_own():
+    seen = []
+    items = list(processed_ahead(_frames(3), [lambda frame: seen.append(threading.current_thread().name)]))
+    assert [item.frame.index for item in items] == [0, 1, 2]
+    assert set(seen) == {"ers-worker"}
