@@ -38,7 +38,7 @@ import numpy as np
 
 from edge.benchclips import LoopedClip, sample_clip, write_tiled_faces_clip
 from edge.benchreport import BenchReport, StageStats, machine_info, process_threads, versions
-from edge.detector import DetectorModelName, FaceDetectorOptions, _enum_value
+from edge.detector import DetectorEngine, DetectorModelName, FaceDetectorOptions, _enum_value
 from edge.errors import ConfigError
 from edge.model_spec import ModelSpec
 from edge.pipeline import (
@@ -70,6 +70,7 @@ class BenchOptions:
     ``source`` None is the sample clip (``benchclips.sample_clip``);
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
     model, the manifest's variant); ``num_threads`` is the emotion model's;
+    ``detector_engine`` runs the face detector (``detector.DetectorEngine``);
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
     thread; None: as ``ers run`` does, ``sources.decode_ahead_for``) and
     ``decode_threads`` its FFmpeg threads (None: FFmpeg's choice);
@@ -93,6 +94,7 @@ class BenchOptions:
     variant: str | None = None
     num_threads: int | None = CLASSIFIER_THREADS
     detector: DetectorModelName = DetectorModelName.SHORT
+    detector_engine: DetectorEngine = DetectorEngine.MEDIAPIPE
     decode_ahead: int | None = None
     decode_threads: int | None = DECODE_THREADS
     overlap: bool | None = None
@@ -137,6 +139,9 @@ class BenchOptions:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
         object.__setattr__(self, "detector", _enum_value(DetectorModelName, "detector", self.detector))
+        object.__setattr__(
+            self, "detector_engine", _enum_value(DetectorEngine, "detector_engine", self.detector_engine)
+        )
         _whole("frames", self.frames, 1)
         _whole("warmup_frames", self.warmup_frames, 0)
         _whole("fer_frames", self.fer_frames, 1)
@@ -163,7 +168,9 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     spec = ModelSpec.load(model_dir)
     variant = spec.variant(options.variant)
     variant_name = next(name for name, value in spec.variants.items() if value is variant)
-    detector_options = FaceDetectorOptions(model=options.detector).resolve(SourceKind.VIDEO)
+    detector_options = FaceDetectorOptions(model=options.detector, engine=options.detector_engine).resolve(
+        SourceKind.VIDEO
+    )
     machine = machine_info()  # load average before the run starts
     with opencv_threads(RUNTIME_OPENCV_THREADS), tempfile.TemporaryDirectory(prefix="ers-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
@@ -232,6 +239,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "quantization": variant.quantization,
             "classifier_threads": options.num_threads,
             "detector": detector_options.model.value,
+            "detector_engine": detector_options.engine.value,
             "decode_ahead": clip.decode_ahead,
             "decode_threads": clip.decode_threads,
             "overlap": options.overlapped,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edge.detector import FaceDetectorOptions
 from edge.errors import ConfigError, SinkError
 from edge.model_spec import ModelSpec
 from edge.pipeline import Pipeline, PipelineOptions, overlap_for, resolve_model_dir
@@ -119,6 +120,7 @@ class RunReport:
     model_dir: str
     variant: str
     detector_model: str
+    detector_engine: str
     labels: tuple[str, ...]
     frames: int
     frames_with_faces: int
@@ -145,6 +147,7 @@ class RunReport:
             "model_dir": self.model_dir,
             "variant": self.variant,
             "detector_model": self.detector_model,
+            "detector_engine": self.detector_engine,
             "labels": list(self.labels),
             "frames": self.frames,
             "frames_with_faces": self.frames_with_faces,
@@ -210,13 +213,12 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
         )
         with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
             variant_name = f"{variant.quantization} ({variant.file})"
-            return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options.model.value,
-                             overlap)
+            return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options, overlap)
 
 
 def _run_loop(
-    source: Source, pipeline: Pipeline, options: RunOptions, model_dir: Path, variant: str, detector: str,
-    overlap: bool,
+    source: Source, pipeline: Pipeline, options: RunOptions, model_dir: Path, variant: str,
+    detector: FaceDetectorOptions, overlap: bool,
 ) -> RunReport:
     out_dir = options.out_dir
     summary = SummarySink()
@@ -259,7 +261,8 @@ def _run_loop(
         source_kind=source.kind,
         model_dir=str(model_dir),
         variant=variant,
-        detector_model=detector,
+        detector_model=detector.model.value,
+        detector_engine=detector.engine.value,
         labels=pipeline.labels,
         frames=summary.frames,
         frames_with_faces=summary.frames_with_faces,

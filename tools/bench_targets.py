@@ -33,6 +33,7 @@ import click
 from edge.bench import BenchOptions, benchmark
 from edge.benchclips import SAMPLE_CLIP, sample_clip
 from edge.benchreport import BenchReport, machine_info
+from edge.detector import DetectorEngine
 
 
 @dataclass(frozen=True)
@@ -129,28 +130,31 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder written by `ers export`. Default: the shipped model.")
 @click.option("--variant", default="int8", show_default=True, help="Model variant.")
+@click.option("--detector-engine", type=click.Choice([engine.value for engine in DetectorEngine]),
+              default=DetectorEngine.MEDIAPIPE.value, show_default=True, help="What runs the face detector.")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
 @click.option("--frames", type=click.IntRange(min=1), default=1500, show_default=True, help="Frames per run.")
 @click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Warm-up frames per run.")
 @click.option("--fer-python", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A Python that has `fer`: also time it on the clip (once, 100 frames).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures.")
-def main(clip: str | None, model_dir: Path | None, variant: str, rounds: int, frames: int, warmup: int,
-         fer_python: Path | None, json_path: Path | None) -> None:
+def main(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, rounds: int, frames: int,
+         warmup: int, fer_python: Path | None, json_path: Path | None) -> None:
     """Measure every speed target of the runtime and say which are met."""
     source = Path(clip) if clip and Path(clip).is_file() else sample_clip(clip or SAMPLE_CLIP)
-    base = BenchOptions(source=source, model_dir=model_dir, variant=variant, frames=frames, warmup_frames=warmup,
-                        fer=False)
+    base = BenchOptions(source=source, model_dir=model_dir, variant=variant, detector_engine=detector_engine,
+                        frames=frames, warmup_frames=warmup, fer=False)
     warnings.simplefilter("ignore")  # numpy / protobuf notes from the native libraries
     figures = measure(base, rounds, progress=lambda line: click.echo(line, err=True))
     fer = fer_ratio(base, fer_python, 100) if fer_python is not None else None
     rows = summary(figures)
     machine = machine_info()
-    click.echo(f"{source.name}, {variant}, {rounds} rounds of {frames} frames; "
+    click.echo(f"{source.name}, {variant}, detector on {detector_engine}, {rounds} rounds of {frames} frames; "
                f"{machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
     click.echo(table(rows, fer))
     if json_path is not None:
-        json_path.write_text(json.dumps({"clip": str(source), "variant": variant, "rounds": rounds, "frames": frames,
+        json_path.write_text(json.dumps({"clip": str(source), "variant": variant, "detector_engine": detector_engine,
+                                         "rounds": rounds, "frames": frames,
                                          "machine": machine, "targets": rows, "fer": fer}, indent=2) + "\n",
                              encoding="utf-8")
         click.echo(f"JSON: {json_path}")

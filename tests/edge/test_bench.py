@@ -29,6 +29,7 @@ from edge_testing import synthetic_frames, write_video
         ({"faces": 0}, "faces"),
         ({"faces": 100}, "faces"),
         ({"detector": "tiny"}, "detector"),
+        ({"detector_engine": "tflite"}, "detector_engine"),
         ({"decode_ahead": -1}, "decode_ahead"),
         ({"decode_threads": 0}, "decode_threads"),
         ({"fer_frames": 0}, "fer_frames"),
@@ -120,6 +121,7 @@ def test_benchmark_gives_a_complete_report_on_a_short_clip(tmp_path, tiny_model_
     settings = data["settings"]
     assert settings["source"] == str(clip) and settings["frame_size"] == "96x64"
     assert settings["variant"] == "float32" and settings["detector"] == "short"
+    assert settings["detector_engine"] == "mediapipe"
     assert (settings["draw"], settings["encode"], settings["events"]) == (True, True, True)
     assert (settings["frames"], settings["warmup_frames"], settings["faces"]) == (6, 2, None)
     table = report.table()
@@ -322,7 +324,7 @@ def test_bench_help_lists_the_options():
     for flag in (
         "--model-dir", "--variant", "--threads", "--detector", "--frames", "--warmup", "--no-draw",
         "--no-encode", "--no-events", "--faces", "--fer", "--json", "--decode-ahead", "--baseline",
-        "--workers", "--realtime", "--no-overlap", "--decode-threads",
+        "--workers", "--realtime", "--no-overlap", "--decode-threads", "--detector-engine",
     ):  # fmt: skip
         assert flag in result.output
 
@@ -331,13 +333,14 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
     args = ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--frames", "3", "--warmup", "1", "--no-fer"]
     result = CliRunner().invoke(cli, [*args, "--threads", "1", "--events", "--workers", "3",
-                                      "--json", str(tmp_path / "b.json")])
+                                      "--detector-engine", "litert", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     assert "FPS" in result.output and "decode" in result.output and "b.json" in result.output
-    assert "3 worker(s)" in result.output
+    assert "3 worker(s)" in result.output and "detector short on litert" in result.output
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["settings"]["classifier_threads"] == 1 and data["settings"]["events"] is True
     assert data["settings"]["workers"] == 3 and data["settings"]["overlap"] is True
+    assert data["settings"]["detector_engine"] == "litert"
     assert data["settings"]["decode_threads"] == 1 and "(1 FFmpeg thread)" in result.output
     ffmpeg_choice = CliRunner().invoke(cli, [*args, "--decode-threads", "0", "--json", str(tmp_path / "c.json")])
     assert ffmpeg_choice.exit_code == 0, ffmpeg_choice.output

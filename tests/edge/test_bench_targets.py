@@ -46,11 +46,11 @@ def test_summary_takes_the_median_of_the_rounds(tool):
 def test_the_tool_measures_every_target_on_a_real_clip(tool, media, tiny_model_dir, tmp_path):
     out = tmp_path / "targets.json"
     args = ["--clip", str(media / "single_face.mp4"), "--model-dir", str(tiny_model_dir), "--variant", "float32",
-            "--rounds", "2", "--frames", "4", "--warmup", "1", "--json", str(out)]
+            "--rounds", "2", "--frames", "4", "--warmup", "1", "--detector-engine", "litert", "--json", str(out)]
     result = CliRunner().invoke(tool.main, args)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["rounds"] == 2 and data["fer"] is None
+    assert data["rounds"] == 2 and data["fer"] is None and data["detector_engine"] == "litert"
     names = [row["target"] for row in data["targets"]]
     assert len(names) == 6 and "5-face frame against 1-face frame" in names
     for row in data["targets"]:

@@ -15,6 +15,7 @@ def test_run_help_lists_the_options():
         "--model-dir",
         "--variant",
         "--detector",
+        "--detector-engine",
         "--min-confidence",
         "--min-face-size",
         "--smoothing-alpha",
@@ -43,6 +44,8 @@ def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_
             "--no-display",
             "--detector",
             "full",
+            "--detector-engine",
+            "litert",
             "--min-confidence",
             "0.6",
             "--min-face-size",
@@ -59,6 +62,7 @@ def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_
     assert "3 frames" in result.output and "events.jsonl" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["detector_model"] == "full" and summary["stop_reason"] == "max_frames"
+    assert summary["detector_engine"] == "litert"
     assert (out / "annotated.mp4").is_file()
 
 
@@ -85,3 +89,5 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
     assert camera.exit_code == 1 and "no camera at index 97" in camera.output
     bad_choice = runner.invoke(cli, ["run", "0", "--detector", "huge"])
     assert bad_choice.exit_code == 2
+    bad_engine = runner.invoke(cli, ["run", "0", "--detector-engine", "tflite"])
+    assert bad_engine.exit_code == 2 and "tflite" in bad_engine.output

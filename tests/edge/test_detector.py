@@ -26,6 +26,7 @@ from edge.types import Frame, SourceKind
         ({"min_face_size": 2.5}, "min_face_size"),
         ({"model": "tiny"}, "model"),
         ({"running_mode": "stream"}, "running_mode"),
+        ({"engine": "tflite"}, "engine"),
     ],
 )
 def test_options_are_validated(kwargs, field):
@@ -66,8 +67,9 @@ def test_missing_custom_model_path_is_reported(tmp_path):
         load_detector_model(FaceDetectorOptions(model_path=tmp_path / "nope.tflite"))
 
 
-def test_blank_frame_has_no_face_and_detector_closes_twice():
-    detector = FaceDetector(FaceDetectorOptions())
+@pytest.mark.parametrize("engine", ["mediapipe", "litert"])
+def test_blank_frame_has_no_face_and_detector_closes_twice(engine):
+    detector = FaceDetector(FaceDetectorOptions(engine=engine))
     assert detector.model is DetectorModelName.SHORT
     assert detector.detect(Frame(np.zeros((120, 160, 3), np.uint8), 0, 0)) == []
     detector.close()
@@ -76,16 +78,18 @@ def test_blank_frame_has_no_face_and_detector_closes_twice():
         detector.detect(Frame(np.zeros((120, 160, 3), np.uint8), 1, 1))
 
 
-def test_video_mode_refuses_timestamps_that_do_not_increase():
-    with FaceDetector(FaceDetectorOptions(running_mode="video")) as detector:
+@pytest.mark.parametrize("engine", ["mediapipe", "litert"])
+def test_video_mode_refuses_timestamps_that_do_not_increase(engine):
+    with FaceDetector(FaceDetectorOptions(running_mode="video", engine=engine)) as detector:
         detector.detect(Frame(np.zeros((64, 64, 3), np.uint8), 0, 100))
         with pytest.raises(ValueError, match="timestamps must increase"):
             detector.detect(Frame(np.zeros((64, 64, 3), np.uint8), 1, 100))
 
 
-def test_non_contiguous_frames_are_accepted():
+@pytest.mark.parametrize("engine", ["mediapipe", "litert"])
+def test_non_contiguous_frames_are_accepted(engine):
     image = np.zeros((64, 128, 3), np.uint8)[:, ::2]
-    with FaceDetector(FaceDetectorOptions(running_mode="image")) as detector:
+    with FaceDetector(FaceDetectorOptions(running_mode="image", engine=engine)) as detector:
         assert detector.detect(Frame(image, 0, 0)) == []
 
 

@@ -1,0 +1,125 @@
+"""The litert engine: BlazeFace on LiteRT gives the mediapipe task's boxes without mediapipe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edge.blazeface import BlazeFace, anchor_centres, weighted_nms
+from edge.detector import DetectorModelName, FaceDetector, FaceDetectorOptions
+from edge.errors import ManifestError
+from edge.types import Frame
+
+
+def test_anchor_layouts_match_the_models_outputs():
+    short = anchor_centres(128)
+    assert short.shape == (896, 2)
+    # 16x16 cells of stride 8, two anchors each, then 8x8 cells of stride 16, six anchors each
+    np.testing.assert_allclose(short[0], short[1])
+    np.testing.assert_allclose(short[0], (0.5 / 16, 0.5 / 16))
+    np.testing.assert_allclose(short[2], (1.5 / 16, 0.5 / 16))
+    np.testing.assert_allclose(short[512], (0.5 / 8, 0.5 / 8))
+    np.testing.assert_allclose(short[512 + 6], (1.5 / 8, 0.5 / 8))
+    np.testing.assert_allclose(short[-1], (7.5 / 8, 7.5 / 8))
+    full = anchor_centres(192)
+    assert full.shape == (2304, 2)
+    np.testing.assert_allclose(full[48], (0.5 / 48, 1.5 / 48))
+    with pytest.raises(ManifestError, match="160x160"):
+        anchor_centres(160)
+
+
+def test_weighted_nms_merges_each_cluster_into_its_score_weighted_box():
+    boxes = np.array(
+        [
+            [0.10, 0.10, 0.30, 0.30],  # a face, two boxes
+            [0.60, 0.60, 0.80, 0.80],  # a second face, alone
+            [0.12, 0.12, 0.32, 0.32],
+            [0.20, 0.20, 0.40, 0.40],  # IoU 0.14 with the best: a face of its own at threshold 0.3
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.6, 0.75], np.float32)
+    merged = weighted_nms(boxes, scores, 0.3)
+    assert [round(score, 2) for _, score in merged] == [0.9, 0.8, 0.75]
+    np.testing.assert_allclose(merged[0][0], (0.9 * boxes[0] + 0.6 * boxes[2]) / 1.5, rtol=1e-6)
+    np.testing.assert_allclose(merged[1][0], boxes[1])
+    np.testing.assert_allclose(merged[2][0], boxes[3])
+    assert len(weighted_nms(boxes, scores, 0.1)) == 2  # a looser threshold takes the third box in
+    degenerate = weighted_nms(np.zeros((1, 4), np.float32), np.array([0.8], np.float32), 0.3)
+    assert len(degenerate) == 1
+
+
+def test_a_model_without_blazeface_outputs_is_refused(tiny_model_dir):
+    model = next(tiny_model_dir.glob("*.tflite")).read_bytes()
+    with pytest.raises(ManifestError, match="not a BlazeFace model"):
+        BlazeFace(model, min_score=0.5, suppression_threshold=0.3)
+    with pytest.raises(ManifestError, match="cannot load"):
+        BlazeFace(b"not a model", min_score=0.5, suppression_threshold=0.3)
+
+
+def _frames(media, count: int = 40) -> list[np.ndarray]:
+    import cv2
+
+    frames = []
+    for name in ("single_face.mp4", "WolfgangLanger_Pexels.mp4"):
+        capture = cv2.VideoCapture(str(media / name))
+        for _ in range(count // 2):
+            ok, image = capture.read()
+            if ok:
+                frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        capture.release()
+    for name in ("single_face.jpg", "multi_face.jpg"):
+        frames.append(cv2.cvtColor(cv2.imread(str(media / name)), cv2.COLOR_BGR2RGB))
+    return frames
+
+
+@pytest.mark.parametrize(("model", "tolerance_px", "score_tolerance"), [("short", 1, 1e-3), ("full", 6, 0.02)])
+def test_litert_engine_gives_the_mediapipe_tasks_boxes_on_real_faces(media, model, tolerance_px, score_tolerance):
+    """Landscape and portrait frames (the letterbox pads the other axis), one face and five.
+
+    With the short-range model the boxes and scores of the clips' frames are the very same;
+    in photos and portrait frames a score may move in the fourth decimal (mediapipe warps
+    with a perspective matrix, which OpenCV rounds differently). The full-range
+    model's sparse network runs on other kernels inside mediapipe: scores differ in the third
+    decimal and a box may move by a few pixels.
+    """
+    frames = _frames(media)
+    frames += [np.ascontiguousarray(np.rot90(image)) for image in frames[::8]]
+    found = exact = 0
+    options = FaceDetectorOptions(model=model, running_mode="image")
+    with FaceDetector(options) as task, FaceDetector(replace(options, engine="litert")) as litert:
+        for index, image in enumerate(frames):
+            frame = Frame(image, index, index)
+            expected, got = task.detect(frame), litert.detect(frame)
+            assert len(got) == len(expected), f"frame {index}"
+            for want, have in zip(expected, got):
+                assert max(abs(a - b) for a, b in zip(want.box_xyxy, have.box_xyxy)) <= tolerance_px, f"frame {index}"
+                assert have.score == pytest.approx(want.score, abs=score_tolerance), f"frame {index}"
+                exact += want == have
+            found += len(got)
+    assert found >= 40  # both found faces: one in each of the 40 frames of the clips at least
+    if model == "short":
+        assert exact >= len(frames) - 10  # all but the photos and the portraits
+
+
+def test_litert_engine_runs_without_importing_mediapipe():
+    code = (
+        "import sys, numpy as np\n"
+        "from edge.detector import FaceDetector, FaceDetectorOptions\n"
+        "from edge.types import Frame\n"
+        "with FaceDetector(FaceDetectorOptions(engine='litert')) as detector:\n"
+        "    assert detector.detect(Frame(np.zeros((90, 160, 3), np.uint8), 0, 0)) == []\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('mediapipe', 'tensorflow')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_litert_engine_reports_the_shipped_model_it_runs():
+    with FaceDetector(FaceDetectorOptions(model="full", engine="litert")) as detector:
+        assert detector.model is DetectorModelName.FULL
+        assert detector._blazeface.input_size == 192
