@@ -42,7 +42,6 @@ from edge.detector import DetectorEngine, DetectorModelName, FaceDetectorOptions
 from edge.errors import ConfigError
 from edge.model_spec import ModelSpec
 from edge.pipeline import (
-    CLASSIFIER_THREADS,
     WORKERS,
     Pipeline,
     PipelineOptions,
@@ -69,7 +68,9 @@ class BenchOptions:
 
     ``source`` None is the sample clip (``benchclips.sample_clip``);
     ``model_dir`` / ``variant`` None mean what ``ers run`` uses (the shipped
-    model, the manifest's variant); ``num_threads`` is the emotion model's;
+    model, the manifest's variant); ``num_threads`` is each worker's emotion
+    model's and LiteRT detector's (None: as ``ers run`` does,
+    ``pipeline.model_threads_for``);
     ``detector_engine`` runs the face detector (``detector.DetectorEngine``);
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
     thread; None: as ``ers run`` does, ``sources.decode_ahead_for``) and
@@ -92,7 +93,7 @@ class BenchOptions:
     source: Path | None = None
     model_dir: Path | None = None
     variant: str | None = None
-    num_threads: int | None = CLASSIFIER_THREADS
+    num_threads: int | None = None
     detector: DetectorModelName = DetectorModelName.SHORT
     detector_engine: DetectorEngine = DetectorEngine.MEDIAPIPE
     decode_ahead: int | None = None
@@ -188,6 +189,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
                           decode_threads=options.decode_threads)
         with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
+            model_threads = pipeline.model_threads
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path, scratch)
     stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds, baseline_wall_s = measured
@@ -237,7 +239,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "variant": variant_name,
             "variant_file": variant.file,
             "quantization": variant.quantization,
-            "classifier_threads": options.num_threads,
+            "model_threads": model_threads,
             "detector": detector_options.model.value,
             "detector_engine": detector_options.engine.value,
             "decode_ahead": clip.decode_ahead,

@@ -123,13 +123,12 @@ class BenchReport:
     def table(self) -> str:
         """The readable report ``ers bench`` prints."""
         s, m = self.settings, self.machine
-        threads = s["classifier_threads"] if s["classifier_threads"] is not None else "LiteRT default"
         engine = f" on {s['detector_engine']}" if s.get("detector_engine", "mediapipe") != "mediapipe" else ""
         lines = [
             f"ers bench: {Path(s['source']).name} ({s['frame_size']})"
             + (f", {s['faces']} tiled faces" if s["faces"] else "")
             + f", {self.frames} frames after {s['warmup_frames']} warm-up",
-            f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}{engine}, classifier threads {threads}, "
+            f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}{engine}, model threads {s['model_threads']}, "
             f"decode ahead {s['decode_ahead']} frames ({_decoder_threads(s.get('decode_threads'))}), "
             + (f"overlapped, {s.get('workers', 1)} worker(s)" if s.get("overlap") else "sequential"),
             f"  {'stage':<11}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  ms   share",
@@ -152,7 +151,7 @@ class BenchReport:
             f"{self.faces_per_frame:.2f} faces per frame",
             f"CPU: {self.cpu['cpu_ms_per_frame']:.3f} ms of CPU per frame, {self.cpu['cores_busy']:.2f} of "
             f"{m['usable_cores']} cores busy; {self.cpu['process_threads']} threads in the process "
-            f"(classifier {threads}, OpenCV {self.cpu['opencv_threads']})",
+            f"(models {s['model_threads']} each, OpenCV {self.cpu['opencv_threads']})",
             f"machine: {describe_cpu(m)}, {m['usable_cores']} usable cores, {load_text}; "
             f"python {self.versions['python']}, mediapipe {self.versions['mediapipe']}, "
             f"ai-edge-litert {self.versions['ai-edge-litert']}, opencv {self.versions['opencv']}",

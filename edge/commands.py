@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edge.detector import DetectorEngine, DetectorModelName, FaceDetectorOptions
-from edge.pipeline import CLASSIFIER_THREADS, WORKERS, PipelineOptions
+from edge.pipeline import WORKERS, PipelineOptions
 from edge.runner import RunOptions, handle_sigterm
 from edge.runner import run as run_source
 from edge.sources import DECODE_AHEAD, DECODE_THREADS
@@ -33,6 +33,12 @@ _engine_option = click.option(
     show_default=True,
     help="What runs the face detector: mediapipe's FaceDetector task, or litert: the same model on LiteRT "
     "with the task's pre- and post-processing (the same boxes, less CPU per frame).",
+)
+_threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="Threads for each worker's emotion model (and face detector, with --detector-engine litert). "
+    "Default: the usable cores shared among the workers, at most 2: 1 each for 2 workers on 2 cores, "
+    "2 for a sequential run.",
 )
 _workers_option = click.option(
     "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
@@ -100,10 +106,7 @@ _workers_option = click.option(
     "more frames per second from files, more latency. Default: on for files, off for cameras and streams.",
 )
 @_workers_option
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=CLASSIFIER_THREADS, show_default=True,
-    help="Threads for the emotion model.",
-)
+@_threads_option
 def run(
     source: str,
     model_dir: Path | None,
@@ -166,10 +169,7 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     help="Folder written by `ers export`. Default: the model shipped with ers.",
 )
 @click.option("--variant", type=click.Choice(_BENCH_VARIANTS), help="Model variant. Default: the manifest's.")
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=CLASSIFIER_THREADS, show_default=True,
-    help="Threads for the emotion model.",
-)
+@_threads_option
 @click.option(
     "--detector", type=click.Choice(["short", "full"]), default="short", show_default=True, help="Face detector model."
 )

@@ -255,9 +255,12 @@ class _DirectCalls:
 
 
 class FaceDetector:
-    """Finds face boxes in RGB frames; create once, call ``detect`` per frame."""
+    """Finds face boxes in RGB frames; create once, call ``detect`` per frame.
 
-    def __init__(self, options: FaceDetectorOptions | None = None) -> None:
+    ``num_threads`` is the litert engine's; mediapipe's task sets its own.
+    """
+
+    def __init__(self, options: FaceDetectorOptions | None = None, *, num_threads: int = 1) -> None:
         from edge._mediapipe import quiet_native_stderr
 
         self.options = (options or FaceDetectorOptions()).resolve(SourceKind.VIDEO)
@@ -278,6 +281,7 @@ class FaceDetector:
                     model_bytes,
                     min_score=self.options.min_detection_confidence,
                     suppression_threshold=self.options.min_suppression_threshold,
+                    num_threads=num_threads,
                 )
             return
         self._open_task(model_bytes)

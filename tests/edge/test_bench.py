@@ -338,7 +338,7 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     assert "FPS" in result.output and "decode" in result.output and "b.json" in result.output
     assert "3 worker(s)" in result.output and "detector short on litert" in result.output
     data = json.loads((tmp_path / "b.json").read_text())
-    assert data["settings"]["classifier_threads"] == 1 and data["settings"]["events"] is True
+    assert data["settings"]["model_threads"] == 1 and data["settings"]["events"] is True
     assert data["settings"]["workers"] == 3 and data["settings"]["overlap"] is True
     assert data["settings"]["detector_engine"] == "litert"
     assert data["settings"]["decode_threads"] == 1 and "(1 FFmpeg thread)" in result.output

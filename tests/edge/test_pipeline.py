@@ -7,6 +7,7 @@ import pytest
 
 import edge.pipeline as pipeline_module
 from edge_testing import LABELS, FakeClassifier, FakeDetector
+from edge.detector import FaceDetectorOptions
 from edge.errors import ConfigError, DataError, ManifestError
 from edge.model_spec import CropSpec
 from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
@@ -132,6 +133,25 @@ def test_from_options_builds_a_detector_and_classifier_per_worker_and_closes_the
         workers[2][0].detect(_frame(7))
     with pytest.raises(RuntimeError, match="closed"):
         workers[2][1].classify([np.zeros((20, 20, 3), np.uint8)])
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "threads"),
+    [(2, 2, 1), (1, 2, 2), (1, 1, 1), (3, 2, 1), (1, 16, 2), (2, 8, 2)],
+)
+def test_each_model_gets_the_cores_shared_among_the_workers_at_most_two(workers, cores, threads):
+    assert pipeline_module.model_threads_for(workers, cores) == threads
+
+
+@pytest.mark.parametrize("engine", ["mediapipe", "litert"])
+def test_from_options_gives_a_sequential_pipeline_more_model_threads_unless_told(tiny_model_dir, engine):
+    detector = FaceDetectorOptions(engine=engine)
+    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=1, detector=detector)) as pipeline:
+        assert pipeline.model_threads == pipeline_module.model_threads_for(1)
+        assert len(list(pipeline.run(_frame(i) for i in range(2)))) == 2
+    told = PipelineOptions(model_dir=tiny_model_dir, workers=1, num_threads=1, detector=detector)
+    with Pipeline.from_options(told) as pipeline:
+        assert pipeline.model_threads == 1
 
 
 def test_from_options_with_a_folder_without_manifest(tmp_path):
