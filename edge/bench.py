@@ -188,7 +188,8 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             total = options.warmup_frames + options.frames * (2 if options.baseline else 1)
         clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
                           decode_threads=options.decode_threads)
-        with Pipeline.from_options(pipeline_options, SourceKind.VIDEO) as pipeline:
+        kind = SourceKind.LIVE if options.realtime else SourceKind.VIDEO  # realtime plays the clip as a camera
+        with Pipeline.from_options(pipeline_options, kind) as pipeline:
             model_threads = pipeline.model_threads
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path, scratch)

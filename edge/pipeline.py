@@ -42,18 +42,22 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def model_threads_for(workers: int, cores: int | None = None) -> int:
-    """Threads for each worker's emotion model and LiteRT face detector.
+def model_threads_for(workers: int, kind: SourceKind | str = SourceKind.VIDEO, cores: int | None = None) -> int:
+    """Threads for each worker's emotion model and LiteRT face detector, for a kind of source.
 
     The usable cores shared among the workers, 1 to ``MAX_MODEL_THREADS``. On 2
     cores an overlapped run's 2 workers get 1 each: a second thread per model
     only waits for the core the other worker holds (the classifier took 0.58-0.62
-    ms a face against 0.43). A sequential run's one worker gets both: with the
+    ms a face against 0.43). A sequential run of a file gets both: with the
     litert detector, frame p50 fell from 3.4-3.6 to 2.7-2.9 ms and p95 from
     4.8-5.3 to 4.2-4.7 ms (``ers bench --no-overlap --decode-ahead 0``). Beside
     mediapipe's detector, which keeps threads of its own, the classifier's
-    second thread changed nothing.
+    second thread changed nothing. A live source gets 1: at camera rate the
+    second thread has to be woken for every frame, which cost more than it
+    saved (``ers bench --realtime``, litert: p50 4.1-4.5 ms against 5.0).
     """
+    if SourceKind(kind) is SourceKind.LIVE:
+        return 1
     cores = usable_cores() if cores is None else cores
     return max(1, min(MAX_MODEL_THREADS, cores // max(workers, 1)))
 
@@ -96,10 +100,11 @@ class PipelineOptions:
     ``model_dir`` None means the model shipped in ``edge/models/emotion``;
     ``variant`` None means the manifest's default variant; ``num_threads``
     is each worker's emotion model's and LiteRT face detector's (None:
-    ``model_threads_for(workers)``: 1 each for 2 workers on 2 cores, 2 for
-    a sequential run); ``workers`` is how many frames an overlapped run
-    analyses at once, each worker with a detector and classifier of its own
-    (``Pipeline.frames_and_results`` says on which threads).
+    ``model_threads_for(workers, source kind)``: 1 each for 2 workers on 2
+    cores, 2 for a sequential run of a file, 1 for a camera); ``workers`` is
+    how many frames an overlapped run analyses at once, each worker with a
+    detector and classifier of its own (``Pipeline.frames_and_results`` says
+    on which threads).
     """
 
     model_dir: Path | None = None
@@ -210,7 +215,9 @@ class Pipeline:
         options = options or PipelineOptions()
         model_dir = resolve_model_dir(options.model_dir)
         detector_options = options.detector.resolve(source_kind)
-        threads = options.num_threads if options.num_threads is not None else model_threads_for(options.workers)
+        threads = options.num_threads
+        if threads is None:
+            threads = model_threads_for(options.workers, source_kind)
         owned: list = []  # everything opened so far, closed again if a later part fails
         pairs = []
         try:

@@ -140,7 +140,9 @@ def test_from_options_builds_a_detector_and_classifier_per_worker_and_closes_the
     [(2, 2, 1), (1, 2, 2), (1, 1, 1), (3, 2, 1), (1, 16, 2), (2, 8, 2)],
 )
 def test_each_model_gets_the_cores_shared_among_the_workers_at_most_two(workers, cores, threads):
-    assert pipeline_module.model_threads_for(workers, cores) == threads
+    assert pipeline_module.model_threads_for(workers, SourceKind.VIDEO, cores) == threads
+    assert pipeline_module.model_threads_for(workers, "images", cores) == threads
+    assert pipeline_module.model_threads_for(workers, SourceKind.LIVE, cores) == 1  # frames at camera rate
 
 
 @pytest.mark.parametrize("engine", ["mediapipe", "litert"])
@@ -149,6 +151,9 @@ def test_from_options_gives_a_sequential_pipeline_more_model_threads_unless_told
     with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=1, detector=detector)) as pipeline:
         assert pipeline.model_threads == pipeline_module.model_threads_for(1)
         assert len(list(pipeline.run(_frame(i) for i in range(2)))) == 2
+    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=1, detector=detector),
+                               SourceKind.LIVE) as pipeline:
+        assert pipeline.model_threads == 1
     told = PipelineOptions(model_dir=tiny_model_dir, workers=1, num_threads=1, detector=detector)
     with Pipeline.from_options(told) as pipeline:
         assert pipeline.model_threads == 1
