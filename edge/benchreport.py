@@ -128,7 +128,8 @@ class BenchReport:
             f"ers bench: {Path(s['source']).name} ({s['frame_size']})"
             + (f", {s['faces']} tiled faces" if s["faces"] else "")
             + f", {self.frames} frames after {s['warmup_frames']} warm-up",
-            f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}{engine}, model threads {s['model_threads']}, "
+            f"  model {s['variant']} ({s['variant_file']}), detector {s['detector']}{engine}, "
+            f"model threads {s['model_threads']}, "
             f"decode ahead {s['decode_ahead']} frames ({_decoder_threads(s.get('decode_threads'))}), "
             + (f"overlapped, {s.get('workers', 1)} worker(s)" if s.get("overlap") else "sequential"),
             f"  {'stage':<11}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}  ms   share",

