@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.pipeline import usable_cores
+
 
 @dataclass(frozen=True)
 class StageStats:
@@ -226,13 +228,12 @@ def machine_info(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
                      platform.processor() or platform.machine())
     cpu_id = " ".join(f"{key.split()[-1]} {info[key]}" for key in ("cpu family", "model", "stepping") if key in info)
     flags = set((info.get("flags") or info.get("Features") or "").split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu_model": cpu_model,
         "cpu_id": cpu_id or None,
         "cpu_features": [name for name in SPEED_FEATURES if name in flags],
         "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "load_average": [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "platform": platform.platform(),
     }

@@ -127,19 +127,20 @@ class BlazeFace:
         self.suppression_threshold = float(suppression_threshold)
         self._warped = np.empty((self.input_size, self.input_size, 3), np.uint8)
         self._frame_size: tuple[int, int] | None = None
-        self._warp = np.zeros((2, 3), np.float32)
-        self._scale = 1.0  # frame pixels per input pixel
+        self._warp = np.zeros((2, 3), np.float32)  # input pixel -> frame pixel
+        self._side = float(self.input_size)  # the padded frame's side, in frame pixels
 
     def _letterbox(self, image_rgb: np.ndarray) -> None:
         """Warp ``image_rgb`` into the model input, in [-1, 1]."""
         height, width = image_rgb.shape[:2]
         if (width, height) != self._frame_size:
             side = max(width, height)
-            self._scale = side / self.input_size
+            scale = side / self.input_size
             # input pixel (u, v) samples frame pixel (u, v) * scale + offset: corners onto corners
             self._warp = np.array(
-                [[self._scale, 0.0, (width - side) / 2.0], [0.0, self._scale, (height - side) / 2.0]], np.float32
+                [[scale, 0.0, (width - side) / 2.0], [0.0, scale, (height - side) / 2.0]], np.float32
             )
+            self._side = float(side)
             self._frame_size = (width, height)
         size = self.input_size
         cv2.warpAffine(
@@ -169,7 +170,7 @@ class BlazeFace:
         centres = self._anchors[keep] + raw[:, :2]
         half = raw[:, 2:] / 2.0
         boxes = np.concatenate([centres - half, centres + half], axis=1)
-        to_pixels = self._scale * self.input_size  # the padded frame's side
+        to_pixels = self._side
         offset_x, offset_y = self._warp[0, 2], self._warp[1, 2]
         faces = []
         for (x1, y1, x2, y2), score in weighted_nms(boxes, scores[keep], self.suppression_threshold):
