@@ -40,6 +40,35 @@ def _check_tensor(detail: dict, expected: TensorSpec, what: str, model_path: Pat
         )
 
 
+def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``size`` (width, height): area-averaged when shrinking, bilinear when enlarging.
+
+    OpenCV's area resize by a fractional factor is slow: 0.05 ms for a
+    207-pixel face to 48x48, three times its colour conversion, and 0.24 ms
+    for a 500-pixel one (a 1080p camera's face), where halving is fast. A crop
+    more than 4 times the size on both axes is therefore resized bilinearly to
+    ``size`` times the power of two just below it (a factor of at most 2: every
+    pixel still counts) and halved from there, 1.4 to 2.8 times faster (0.036
+    and 0.085 ms) and within a few grey levels of the direct area resize
+    (``tests/edge/test_classifier.py``). With one halving the bilinear step
+    weighs pixels too unevenly for what it saves: smaller crops resize directly.
+    """
+    width, height = size
+    image_height, image_width = image.shape[:2]
+    if image_height <= height and image_width <= width:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    halvings = 0
+    while image_height > height << (halvings + 1) and image_width > width << (halvings + 1):
+        halvings += 1
+    first = (width << halvings, height << halvings)
+    if halvings < 2 or image_width > 2 * first[0] or image_height > 2 * first[1]:  # small, or long and thin
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    image = cv2.resize(image, first, interpolation=cv2.INTER_LINEAR)
+    for _ in range(halvings):
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return image
+
+
 class EmotionClassifier:
     """Classifies batches of face images with one exported variant.
 
@@ -168,18 +197,12 @@ class EmotionClassifier:
             raise ValueError(
                 f"face crops must be HxWx3 uint8 RGB; got shape {crop_rgb.shape} {crop_rgb.dtype}"
             )
-        size = self._size
-        interpolation = (
-            cv2.INTER_AREA
-            if crop_rgb.shape[0] > size[1] or crop_rgb.shape[1] > size[0]
-            else cv2.INTER_LINEAR
-        )
         if self.spec.channels == 1:
             # Grey first, then resize: both are weighted means of pixels, so the order changes
             # only rounding, and the resize then moves a third of the data.
             grey = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2GRAY)
-            return cv2.resize(grey, size, interpolation=interpolation)[..., np.newaxis]
-        return cv2.resize(crop_rgb, size, interpolation=interpolation)
+            return resize_to(grey, self._size)[..., np.newaxis]
+        return resize_to(crop_rgb, self._size)
 
     def load(self, crops_rgb: Sequence[np.ndarray]) -> None:
         """Prepare RGB face crops and write them, quantized, into the interpreter's input batch."""
