@@ -96,10 +96,11 @@ def main(image_path: Path, sides: str, size: int, repeats: int, media: tuple[Pat
     click.echo(f"{'side':>6}{'resize_to ms':>14}{'area ms':>10}{'faster':>8}{'max diff':>10}{'mean diff':>11}")
     for side in side_list:
         crop = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
-        direct = cv2.resize(crop, target, interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+        interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+        direct = cv2.resize(crop, target, interpolation=interpolation)
         difference = np.abs(resize_to(crop, target).astype(np.int16) - direct)
         ours = per_call_ms(lambda: resize_to(crop, target), repeats)
-        theirs = per_call_ms(lambda: cv2.resize(crop, target, interpolation=cv2.INTER_AREA), repeats)
+        theirs = per_call_ms(lambda: cv2.resize(crop, target, interpolation=interpolation), repeats)
         click.echo(f"{side:>6}{ours:>14.4f}{theirs:>10.4f}{theirs / ours:>7.2f}x"
                    f"{int(difference.max()):>10}{float(difference.mean()):>11.2f}")
     if media:
