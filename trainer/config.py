@@ -198,6 +198,10 @@ class ModelConfig:
     # vgg: convolutions in the first block, the one at full resolution. 1 drops 18% of the
     # multiply-adds of the shipped network and 29% of its int8 time per face.
     first_block_convs: int = 2
+    # vgg: convolutions split into a k x k one to fewer channels and a 1x1 one (``trainer.lowrank``),
+    # as LAYER:RANK entries, e.g. ("block3_1:48", "block4_1:96"); a --pretrained model's trained
+    # convolutions are split by SVD. Empty: none.
+    conv_ranks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name must not be empty")
@@ -208,6 +212,9 @@ class ModelConfig:
         _check(0 <= self.dropout_rate < 1, f"model.dropout_rate must be in [0, 1); got {self.dropout_rate}")
         _check(self.regularization_rate >= 0,
                f"model.regularization_rate must be >= 0; got {self.regularization_rate}")
+        from trainer.lowrank import parse_conv_ranks
+
+        parse_conv_ranks(self.conv_ranks)
 
 
 @dataclass(frozen=True, kw_only=True)

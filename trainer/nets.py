@@ -3,7 +3,8 @@
 ``vgg`` is the shipped model's network: four VGG blocks (two 3x3
 conv-BN-ReLU layers, max-pool, dropout) whose widths double from
 ``model.num_filters``, then one BN-ReLU dense layer of ``model.dense1_units``
-and the softmax; ``model.first_block_convs`` sets the first block's depth. At
+and the softmax; ``model.first_block_convs`` sets the first block's depth and
+``model.conv_ranks`` splits convolutions into cheaper pairs (``trainer.lowrank``). At
 48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
 parameters (int8: about 1.5 MB) and costs about 0.12 GMAC per face, which
 fits the edge budget while keeping the capacity FER+ needs.
@@ -16,13 +17,19 @@ from keras import layers, regularizers
 
 from edge.errors import ConfigError
 from trainer.config import ModelConfig, TrainConfig
+from trainer.lowrank import parse_conv_ranks
 
 VGG_BLOCKS = 4
 
 
-def _conv_bn_relu(x, filters: int, kernel_size: int, reg, name: str):
-    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
-                      kernel_regularizer=reg, name=f"{name}_conv")(x)
+def _conv_bn_relu(x, filters: int, kernel_size: int, reg, name: str, rank: int | None = None):
+    if rank is None:
+        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
+                          kernel_regularizer=reg, name=f"{name}_conv")(x)
+    else:
+        x = layers.Conv2D(rank, kernel_size, padding="same", use_bias=False,
+                          kernel_regularizer=reg, name=f"{name}_conv_reduce")(x)
+        x = layers.Conv2D(filters, 1, use_bias=False, kernel_regularizer=reg, name=f"{name}_conv_expand")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
@@ -38,13 +45,22 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     if size < 2**VGG_BLOCKS:
         raise ConfigError(f"model 'vgg' needs data.image_size >= {2**VGG_BLOCKS}; got {size}")
     reg = regularizers.L2(m.regularization_rate) if m.regularization_rate else None
+    ranks = parse_conv_ranks(m.conv_ranks)
+    convs = {f"block{block + 1}_{layer + 1}": m.num_filters * 2**block
+             for block in range(VGG_BLOCKS) for layer in range(m.first_block_convs if block == 0 else 2)}
+    for name, rank in ranks.items():
+        if name not in convs:
+            raise ConfigError(f"model.conv_ranks names {name!r}; the network's convolutions are {', '.join(convs)}")
+        if rank >= convs[name]:
+            raise ConfigError(f"model.conv_ranks {name}:{rank} must be below the layer's {convs[name]} filters")
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Resizing(size, size, name="resize")(inputs)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     for block in range(VGG_BLOCKS):
         filters = m.num_filters * 2**block
         for layer in range(m.first_block_convs if block == 0 else 2):
-            x = _conv_bn_relu(x, filters, m.kernel_size, reg, f"block{block + 1}_{layer + 1}")
+            name = f"block{block + 1}_{layer + 1}"
+            x = _conv_bn_relu(x, filters, m.kernel_size, reg, name, ranks.get(name))
         x = layers.MaxPool2D(2, name=f"block{block + 1}_pool")(x)
         rate = m.dropout_rate * (0.25 + 0.25 * block / (VGG_BLOCKS - 1))
         x = layers.Dropout(rate, name=f"block{block + 1}_drop")(x)

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from edge.errors import ConfigError, ErsError
 from trainer.callbacks import backup_epoch
 from trainer.config import TrainConfig
+from trainer.lowrank import factorize_kernel
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,9 @@ def _as_config_network(loaded, cfg: TrainConfig, pretrained: Path):
     fewer layers than the file's (``model.first_block_convs: 1`` on a two-conv
     model), each of its layers takes the weights of the file's layer of the same
     name, and the file's other layers are dropped: that prunes a trained model.
-    A model whose layers do not all match is fine-tuned as it was saved.
+    A convolution the config splits (``model.conv_ranks``) takes the truncated
+    SVD of the file's convolution of that name (``trainer.lowrank``). A model
+    whose layers do not all match is fine-tuned as it was saved.
     """
     from trainer.models import build_model
 
@@ -206,21 +209,33 @@ def _as_config_network(loaded, cfg: TrainConfig, pretrained: Path):
         model.set_weights(loaded.get_weights())
         return model
     saved = {layer.name: layer for layer in loaded.layers}
+    split: dict[str, tuple] = {}  # a saved convolution's name -> its two halves (trainer.lowrank)
 
-    def same_shapes(layer) -> bool:
-        return layer.name in saved and shapes(layer) == shapes(saved[layer.name])
+    def weights_for(layer) -> list | None:
+        if layer.name in saved and shapes(layer) == shapes(saved[layer.name]):
+            return saved[layer.name].get_weights()
+        for half, suffix in enumerate(("_conv_reduce", "_conv_expand")):
+            full = saved.get(layer.name.removesuffix(suffix) + "_conv") if layer.name.endswith(suffix) else None
+            if full is not None and len(full.weights) == 1:
+                rank = layer.kernel.shape[-1] if half == 0 else layer.kernel.shape[2]
+                if full.name not in split:
+                    split[full.name] = factorize_kernel(full.get_weights()[0], rank)
+                if tuple(split[full.name][half].shape) == tuple(layer.kernel.shape):
+                    return [split[full.name][half]]
+        return None
 
     weighted = [layer for layer in model.layers if layer.weights]
-    if not all(same_shapes(layer) for layer in weighted):
+    found = {layer.name: weights_for(layer) for layer in weighted}
+    if any(weights is None for weights in found.values()):
         log.warning("%s is not the config's %r network; it is fine-tuned as it was saved (in float32, "
                     "with its own settings)", pretrained, cfg.model.name)
         return loaded
     for layer in weighted:
-        layer.set_weights(saved[layer.name].get_weights())
-    kept = {layer.name for layer in weighted}
+        layer.set_weights(found[layer.name])
+    kept = set(found) | set(split)
     dropped = [layer.name for layer in loaded.layers if layer.weights and layer.name not in kept]
-    log.info("%s: the config's network keeps its layers by name and drops %s", pretrained,
-             ", ".join(dropped) or "nothing")
+    log.info("%s: the config's network keeps its layers by name, splits %s by SVD and drops %s", pretrained,
+             ", ".join(split) or "nothing", ", ".join(dropped) or "nothing")
     return model
 
 

@@ -184,6 +184,10 @@ def test_teacher_config_applies_the_overrides_to_the_students_recipe(ferplus_roo
     teacher = DistillOptions().teacher_config(cfg)
     assert (teacher.model.num_filters, teacher.model.dense1_units) == (64, 256)
     assert teacher.data == cfg.data and teacher.augment == cfg.augment
+    split = cfg.replace({"model.conv_ranks": "block3_1:48"})
+    assert DistillOptions().teacher_config(split).model.conv_ranks == ()
+    assert DistillOptions(teacher_overrides=("model.conv_ranks=block3_1:96",)).teacher_config(split) \
+        .model.conv_ranks == ("block3_1:96",)
 
 
 def test_pack_command_writes_the_file(tmp_path, ferplus_root):

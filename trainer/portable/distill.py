@@ -58,10 +58,14 @@ class DistillOptions:
             raise ConfigError(f"teacher_weights: {self.teacher_weights} is not a file")
 
     def teacher_config(self, cfg: TrainConfig) -> TrainConfig:
-        """The student's recipe with ``teacher_overrides`` applied."""
+        """The student's recipe with ``teacher_overrides`` applied.
+
+        A student's split convolutions (``model.conv_ranks``) are its own: the
+        teacher is the full network unless its overrides split it too.
+        """
         from trainer.config import resolve_config
 
-        return resolve_config(None, self.teacher_overrides, base=cfg)
+        return resolve_config(None, ("model.conv_ranks=", *self.teacher_overrides), base=cfg)
 
 
 def build_trainee(cfg: TrainConfig, network, teacher=None, kd_weight: float = 0.0, temperature: float = 1.0):
