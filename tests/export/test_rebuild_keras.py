@@ -1,0 +1,83 @@
+"""tools/rebuild_keras.py: a Keras model back from an export's float32 TFLite file, the same function."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from export.convert import convert_to_tflite, save_saved_model
+from trainer.config import TrainConfig
+from trainer.models import build_model
+
+_TOOL = Path(__file__).resolve().parents[2] / "tools" / "rebuild_keras.py"
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("rebuild_keras", _TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def exported(tmp_path: Path, cfg: TrainConfig) -> tuple[Path, object]:
+    """An export folder of a tiny ``vgg`` with trained-looking normalisations: float32 file and config."""
+    model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            width = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, width), rng.normal(size=width), rng.normal(size=width),
+                               rng.uniform(0.5, 2, width)])
+    out = tmp_path / "export"
+    (out / "report").mkdir(parents=True)
+    cfg.save(out / "report" / "config.yaml")
+    (out / "model_float32.tflite").write_bytes(
+        convert_to_tflite(save_saved_model(model, tmp_path / "saved"), "float32"))
+    return out, model
+
+
+@pytest.mark.parametrize("conv_ranks", ["", "block2_1:3"])
+def test_the_rebuilt_model_computes_what_the_exported_one_does(tool, tmp_path: Path, conv_ranks: str):
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8,
+                                           "conv_ranks": conv_ranks},
+                                 "data": {"image_size": 16, "color_mode": "grayscale"}})
+    model_dir, original = exported(tmp_path, cfg)
+    result = CliRunner().invoke(tool.main, ["--model-dir", str(model_dir), "--out", str(tmp_path / "m.keras")])
+    assert result.exit_code == 0, result.output
+    rebuilt = keras.models.load_model(tmp_path / "m.keras")
+    images = np.random.default_rng(1).uniform(0, 255, (4, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_allclose(rebuilt.predict(images, verbose=0), original.predict(images, verbose=0), atol=1e-5)
+
+
+def test_a_config_of_another_network_is_refused_by_file_and_nothing_is_written(tool, tmp_path: Path):
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 16, "color_mode": "grayscale"}})
+    model_dir, _ = exported(tmp_path, cfg)
+    cfg.replace({"model.first_block_convs": 1}).save(tmp_path / "other.yaml")
+    result = CliRunner().invoke(tool.main, ["--model-dir", str(model_dir), "--config", str(tmp_path / "other.yaml"),
+                                            "--out", str(tmp_path / "m.keras")])
+    assert result.exit_code == 1 and "model_float32.tflite: the TFLite file has 10 convolution and dense" in result.output
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_conv_ranks_split_the_rebuilt_model_and_the_config_beside_it_says_so(tool, tmp_path: Path):
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 16, "color_mode": "grayscale"}})
+    model_dir, _ = exported(tmp_path, cfg)
+    out = tmp_path / "split" / "model.keras"
+    result = CliRunner().invoke(tool.main, ["--model-dir", str(model_dir), "--conv-ranks", "block3_1:5",
+                                            "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = {layer.name for layer in keras.models.load_model(out).layers}
+    assert "block3_1_conv_reduce" in names and "block3_1_conv" not in names
+    assert TrainConfig.from_file(out.parent / "config.yaml").model.conv_ranks == ("block3_1:5",)
+    assert "split block3_1:5" in result.output
