@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ErsError
 
 FOLDED_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
@@ -86,24 +86,23 @@ def load_folded(model, weights: list[tuple[np.ndarray, np.ndarray]]) -> None:
             raise ConfigError(f"layer {layer.name} has no bias and no normalisation to hold the TFLite bias")
 
 
-def max_difference(model, tflite_path: Path, images: int = 16, seed: int = 0) -> float:
-    """Largest absolute difference of the probabilities of both on random 0-255 images."""
-    from ai_edge_litert.interpreter import Interpreter
+def max_difference(model, model_dir: Path, images: int = 16, seed: int = 0) -> float:
+    """Largest absolute difference of the probabilities of both on random 0-255 images.
 
-    interpreter = Interpreter(str(tflite_path))
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    batch = np.random.default_rng(seed).uniform(0, 255, (images, *inp["shape"][1:])).astype(np.float32)
-    interpreter.resize_tensor_input(inp["index"], batch.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], batch)
-    interpreter.invoke()
-    return float(np.abs(interpreter.get_tensor(out["index"]) - model.predict(batch, verbose=0)).max())
+    The TFLite side runs through the edge runtime's classifier, as ``ers export`` verifies it.
+    """
+    from edge.classifier import EmotionClassifier
+    from export.verify import max_abs_diff
+
+    classifier = EmotionClassifier.from_dir(model_dir, "float32")
+    batch = np.random.default_rng(seed).uniform(0, 255, (images, *classifier.spec.input_shape)).astype(np.float32)
+    return max_abs_diff(classifier.predict(batch), model.predict(batch, verbose=0))
 
 
 @click.command()
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=Path("edge/models/emotion"), show_default=True,
-              help="An export folder: model_float32.tflite and report/config.yaml.")
+              help="An export folder: manifest.json, model_float32.tflite and report/config.yaml.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The run's config.yaml (default: MODEL_DIR/report/config.yaml).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .keras file to write.")
@@ -128,7 +127,10 @@ def main(model_dir: Path, config_path: Path | None, out: Path, conv_ranks: str, 
         load_folded(model, folded_weights(tflite_path))
     except ConfigError as error:
         raise click.ClickException(f"{tflite_path}: {error}") from None
-    difference = max_difference(model, tflite_path)
+    try:
+        difference = max_difference(model, model_dir)
+    except ErsError as error:
+        raise click.ClickException(str(error)) from None
     if difference > tolerance:
         raise click.ClickException(f"{tflite_path}: the rebuilt model's probabilities differ by up to "
                                    f"{difference:.2e} (> {tolerance:g}); not saved")

@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 
 from edge.errors import ConfigError
+from trainer.lowrank import parse_conv_ranks
 
 CLASS_NAMES: tuple[str, ...] = (
     "anger", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise",
@@ -212,8 +213,6 @@ class ModelConfig:
         _check(0 <= self.dropout_rate < 1, f"model.dropout_rate must be in [0, 1); got {self.dropout_rate}")
         _check(self.regularization_rate >= 0,
                f"model.regularization_rate must be >= 0; got {self.regularization_rate}")
-        from trainer.lowrank import parse_conv_ranks
-
         parse_conv_ranks(self.conv_ranks)
 
 

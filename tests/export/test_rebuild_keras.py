@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edge.model_spec import CropSpec
 from export.convert import convert_to_tflite, save_saved_model
+from export.metadata import build_model_spec, build_variant_spec
 from trainer.config import TrainConfig
 from trainer.models import build_model
 
@@ -40,8 +42,11 @@ def exported(tmp_path: Path, cfg: TrainConfig) -> tuple[Path, object]:
     out = tmp_path / "export"
     (out / "report").mkdir(parents=True)
     cfg.save(out / "report" / "config.yaml")
-    (out / "model_float32.tflite").write_bytes(
-        convert_to_tflite(save_saved_model(model, tmp_path / "saved"), "float32"))
+    tflite_path = out / "model_float32.tflite"
+    tflite_path.write_bytes(convert_to_tflite(save_saved_model(model, tmp_path / "saved"), "float32"))
+    build_model_spec(labels=cfg.data.class_names, input_shape=cfg.data.input_shape, crop=CropSpec(),
+                     source_model_sha256="", variants={"float32": build_variant_spec(tflite_path, "float32")}
+                     ).save(out)
     return out, model
 
 
