@@ -12,8 +12,14 @@ random images before it is saved. ``--conv-ranks`` then splits convolutions by
 SVD (``trainer.lowrank``) without training, to see what a split costs before
 fine-tuning it. The run's config goes beside the model, for ``ers export``.
 
+Identity normalisations are right for inference and wrong for a fine-tune, which
+runs them in training mode: ``--calibrate-dir`` gives them the statistics of that
+many training images instead, keeping the function (``trainer.norms``); the split
+model is calibrated again after the split.
+
     python tools/rebuild_keras.py --model-dir edge/models/emotion --out runs/shipped/model.keras
-    python tools/rebuild_keras.py --conv-ranks block2_1:32,block3_2:96 --out runs/split/model.keras
+    python tools/rebuild_keras.py --conv-ranks block2_1:32,block3_2:96 --out runs/split/model.keras \
+        --calibrate-dir ../shared/data/ferplus
 """
 
 from __future__ import annotations
@@ -107,11 +113,19 @@ def max_difference(model, model_dir: Path, images: int = 16, seed: int = 0) -> f
               help="The run's config.yaml (default: MODEL_DIR/report/config.yaml).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .keras file to write.")
 @click.option("--conv-ranks", default="", help="Split these convolutions, LAYER:RANK,... (model.conv_ranks).")
+@click.option("--calibrate-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Training data (as ers train --data-dir) whose images set the normalisations' statistics, "
+                   "for a fine-tune (default: identity normalisations).")
+@click.option("--calibrate-images", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="How many training images --calibrate-dir measures (a seeded random subset).")
 @click.option("--tolerance", type=float, default=1e-4, show_default=True,
               help="Largest difference of the probabilities allowed against the TFLite file.")
-def main(model_dir: Path, config_path: Path | None, out: Path, conv_ranks: str, tolerance: float) -> None:
+def main(model_dir: Path, config_path: Path | None, out: Path, conv_ranks: str, calibrate_dir: Path | None,
+         calibrate_images: int, tolerance: float) -> None:
     """Rebuild MODEL_DIR's network as a Keras model and save it to OUT."""
     from trainer.config import TrainConfig
+    from trainer.data import load_image_arrays
+    from trainer.norms import calibrate_norms
     from trainer.lowrank import multiply_adds
     from trainer.models import build_model
     from trainer.train import build_and_compile
@@ -127,6 +141,14 @@ def main(model_dir: Path, config_path: Path | None, out: Path, conv_ranks: str, 
         load_folded(model, folded_weights(tflite_path))
     except ConfigError as error:
         raise click.ClickException(f"{tflite_path}: {error}") from None
+    images = None
+    if calibrate_dir is not None:
+        try:
+            images, _ = load_image_arrays(cfg.replace({"data.data_dir": str(calibrate_dir)}).data, "train",
+                                          limit=calibrate_images)
+        except ErsError as error:
+            raise click.ClickException(f"--calibrate-dir {calibrate_dir}: {error}") from None
+        calibrate_norms(model, images)
     try:
         difference = max_difference(model, model_dir)
     except ErsError as error:
@@ -144,9 +166,13 @@ def main(model_dir: Path, config_path: Path | None, out: Path, conv_ranks: str, 
             model = build_and_compile(cfg.replace({"precision": "float32"}), out)  # saved models are float32
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
+        if images is not None:
+            calibrate_norms(model, images)
         model.save(out)
         click.echo(f"{out}: split {conv_ranks}: {model.count_params():,} parameters, "
                    f"{multiply_adds(model):,} multiply-adds")
+    if images is not None:
+        click.echo(f"normalisations calibrated on {len(images):,} training images of {calibrate_dir}")
     cfg.save(out.parent / "config.yaml")
 
 

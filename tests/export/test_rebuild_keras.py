@@ -16,6 +16,7 @@ from export.convert import convert_to_tflite, save_saved_model
 from export.metadata import build_model_spec, build_variant_spec
 from trainer.config import TrainConfig
 from trainer.models import build_model
+from export_testdata import CLASS_NAMES, make_images, write_class_folders
 
 _TOOL = Path(__file__).resolve().parents[2] / "tools" / "rebuild_keras.py"
 
@@ -86,3 +87,32 @@ def test_conv_ranks_split_the_rebuilt_model_and_the_config_beside_it_says_so(too
     assert "block3_1_conv_reduce" in names and "block3_1_conv" not in names
     assert TrainConfig.from_file(out.parent / "config.yaml").model.conv_ranks == ("block3_1:5",)
     assert "split block3_1:5" in result.output
+
+
+def test_calibrate_dir_gives_the_normalisations_the_training_images_statistics(tool, tmp_path: Path):
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 16, "color_mode": "grayscale",
+                                          "class_names": list(CLASS_NAMES)}})
+    model_dir, original = exported(tmp_path, cfg)
+    write_class_folders(tmp_path / "data" / "train", *make_images(6, seed=1))
+    out = tmp_path / "m.keras"
+    result = CliRunner().invoke(tool.main, ["--model-dir", str(model_dir), "--out", str(out), "--conv-ranks",
+                                            "block3_1:5", "--calibrate-dir", str(tmp_path / "data"),
+                                            "--calibrate-images", "10"])
+    assert result.exit_code == 0, result.output
+    assert "normalisations calibrated on 10 training images" in result.output
+    rebuilt = keras.models.load_model(out)
+    variances = [layer.moving_variance.numpy() for layer in rebuilt.layers
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(variances) == 9 and not any(np.allclose(v, 1 - 1e-3) for v in variances)  # not identities
+
+
+def test_a_calibrate_dir_without_training_images_is_named(tool, tmp_path: Path):
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 16, "color_mode": "grayscale"}})
+    model_dir, _ = exported(tmp_path, cfg)
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(tool.main, ["--model-dir", str(model_dir), "--out", str(tmp_path / "m.keras"),
+                                            "--calibrate-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "--calibrate-dir" in result.output and "empty" in result.output
+    assert not (tmp_path / "m.keras").exists()
