@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-_TOOL = Path(__file__).resolve().parents[2] / "tools" / "bench_targets.py"
+from tool_scripts import loaded_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    """The script as a module (registered first: its dataclasses look their module up)."""
-    spec = importlib.util.spec_from_file_location("bench_targets", _TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with loaded_tool("bench_targets") as module:
+        yield module
 
 
 def test_a_target_is_met_on_the_right_side_of_its_limit(tool):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import keras
@@ -17,18 +15,13 @@ from export.metadata import build_model_spec, build_variant_spec
 from trainer.config import TrainConfig
 from trainer.models import build_model
 from export_testdata import CLASS_NAMES, make_images, write_class_folders
-
-_TOOL = Path(__file__).resolve().parents[2] / "tools" / "rebuild_keras.py"
+from tool_scripts import loaded_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("rebuild_keras", _TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with loaded_tool("rebuild_keras") as module:
+        yield module
 
 
 def exported(tmp_path: Path, cfg: TrainConfig) -> tuple[Path, object]:
