@@ -34,6 +34,12 @@ def _conv_bn_relu(x, filters: int, kernel_size: int, reg, name: str, rank: int |
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _vgg_blocks(m: ModelConfig) -> list[list[tuple[str, int]]]:
+    """Per block, its convolutions' (name, filters): the names ``model.conv_ranks`` uses."""
+    return [[(f"block{block + 1}_{layer + 1}", m.num_filters * 2**block)
+             for layer in range(m.first_block_convs if block == 0 else 2)] for block in range(VGG_BLOCKS)]
+
+
 def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int], num_classes: int):
     """VGG-style CNN for small face crops (see the module docstring).
 
@@ -46,8 +52,8 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
         raise ConfigError(f"model 'vgg' needs data.image_size >= {2**VGG_BLOCKS}; got {size}")
     reg = regularizers.L2(m.regularization_rate) if m.regularization_rate else None
     ranks = parse_conv_ranks(m.conv_ranks)
-    convs = {f"block{block + 1}_{layer + 1}": m.num_filters * 2**block
-             for block in range(VGG_BLOCKS) for layer in range(m.first_block_convs if block == 0 else 2)}
+    blocks = _vgg_blocks(m)
+    convs = dict(conv for block in blocks for conv in block)
     for name, rank in ranks.items():
         if name not in convs:
             raise ConfigError(f"model.conv_ranks names {name!r}; the network's convolutions are {', '.join(convs)}")
@@ -56,10 +62,8 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Resizing(size, size, name="resize")(inputs)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
-    for block in range(VGG_BLOCKS):
-        filters = m.num_filters * 2**block
-        for layer in range(m.first_block_convs if block == 0 else 2):
-            name = f"block{block + 1}_{layer + 1}"
+    for block, block_convs in enumerate(blocks):
+        for name, filters in block_convs:
             x = _conv_bn_relu(x, filters, m.kernel_size, reg, name, ranks.get(name))
         x = layers.MaxPool2D(2, name=f"block{block + 1}_pool")(x)
         rate = m.dropout_rate * (0.25 + 0.25 * block / (VGG_BLOCKS - 1))
