@@ -13,9 +13,9 @@ SVD (``trainer.lowrank``) without training, to see what a split costs before
 fine-tuning it. The run's config goes beside the model, for ``ers export``.
 
 Identity normalisations are right for inference and wrong for a fine-tune, which
-runs them in training mode: ``--calibrate-dir`` gives them the statistics of that
-many training images instead, keeping the function (``trainer.norms``); the split
-model is calibrated again after the split.
+runs them in training mode: ``--calibrate-dir`` gives them the statistics of
+``--calibrate-images`` training images instead, keeping the function
+(``trainer.norms``); a split model is calibrated again after the split.
 
     python tools/rebuild_keras.py --model-dir edge/models/emotion --out runs/shipped/model.keras
     python tools/rebuild_keras.py --conv-ranks block2_1:32,block3_2:96 --out runs/split/model.keras \
@@ -125,9 +125,9 @@ def main(model_dir: Path, config_path: Path | None, out: Path, conv_ranks: str, 
     """Rebuild MODEL_DIR's network as a Keras model and save it to OUT."""
     from trainer.config import TrainConfig
     from trainer.data import load_image_arrays
-    from trainer.norms import calibrate_norms
     from trainer.lowrank import multiply_adds
     from trainer.models import build_model
+    from trainer.norms import calibrate_norms
     from trainer.train import build_and_compile
 
     tflite_path = model_dir / "model_float32.tflite"
