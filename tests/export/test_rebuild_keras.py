@@ -86,7 +86,7 @@ def test_calibrate_dir_gives_the_normalisations_the_training_images_statistics(t
     cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
                                  "data": {"image_size": 16, "color_mode": "grayscale",
                                           "class_names": list(CLASS_NAMES)}})
-    model_dir, original = exported(tmp_path, cfg)
+    model_dir, _ = exported(tmp_path, cfg)
     write_class_folders(tmp_path / "data" / "train", *make_images(6, seed=1))
     out = tmp_path / "m.keras"
     result = CliRunner().invoke(tool.main, ["--model-dir", str(model_dir), "--out", str(out), "--conv-ranks",
