@@ -231,8 +231,9 @@ class EmaSelection(keras.callbacks.SwapEMAWeights):
 def default_callbacks(run_dir: Path, cfg: TrainConfig, train_data=None) -> list[keras.callbacks.Callback]:
     """The run's callbacks in the order they must run at each epoch end.
 
-    ``train_data`` is the training set, which ``optim.ema_momentum`` needs to
-    re-estimate the BatchNormalization statistics of the averaged weights.
+    ``train_data`` is the training set (``Datasets.calibration``), which
+    ``optim.ema_momentum`` needs to re-estimate the BatchNormalization
+    statistics of the averaged weights.
     """
     run_dir = Path(run_dir)
     mode = "max" if "accuracy" in cfg.monitor else "min"

@@ -60,6 +60,7 @@ SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multiworker")  # see trainer.distribute
 MONITORS = ("val_accuracy", "val_loss")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # see trainer.precision
+CALIBRATION_IMAGES = ("augmented", "plain")  # see OptimConfig.ema_calibration_images
 
 SEED_ALIASES: dict[str, str] = {
     "NoOfClasses": "data.num_classes",
@@ -235,6 +236,10 @@ class OptimConfig:
     # Training batches that re-estimate the BatchNormalization statistics for the averaged weights
     # before each validation (the average of the weights is not the weights the statistics came from).
     ema_calibration_batches: int = 50
+    # Which training images those batches are: "augmented" (the training pipeline's) or "plain" (the same
+    # images un-augmented, shuffled). Statistics of augmented images do not match the clean images a
+    # model meets at test time: see docs/model.md, "Normalisation statistics".
+    ema_calibration_images: str = "augmented"
 
     def __post_init__(self) -> None:
         _choice("optim.optimizer", self.optimizer, OPTIMIZERS)
@@ -251,6 +256,7 @@ class OptimConfig:
         _check(0 <= self.ema_momentum < 1, f"optim.ema_momentum must be in [0, 1); got {self.ema_momentum}")
         _check(self.ema_calibration_batches >= 0,
                f"optim.ema_calibration_batches must be >= 0; got {self.ema_calibration_batches}")
+        _choice("optim.ema_calibration_images", self.ema_calibration_images, CALIBRATION_IMAGES)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -252,6 +252,9 @@ class Datasets:
     class_names: tuple[str, ...]
     sizes: dict[str, int]
     test_labels: np.ndarray  # int majority labels of the test split, in dataset order
+    # Training batches for re-estimating normalisation statistics (``optim.ema_calibration_images``):
+    # ``train`` itself, or its images un-augmented and shuffled. None without a train split.
+    calibration: Any = None
 
 
 def validate_data(data: DataConfig, splits: tuple[str, ...] = SPLITS) -> dict[str, SplitData]:
@@ -280,10 +283,15 @@ def load_datasets(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS, *,
         fit_cfg = replace(cfg, data=replace(cfg.data, batch_size=fit_batch_size))
     made = {s: make_dataset(loaded[s], cfg if s == "test" else fit_cfg, training=s == "train") for s in loaded}
     test = loaded.get("test")
+    calibration = made.get("train")
+    if calibration is not None and cfg.optim.ema_calibration_images == "plain":
+        import tensorflow as tf
+
+        calibration = _base_dataset(loaded["train"], fit_cfg.data, cfg.seed + 2).prefetch(tf.data.AUTOTUNE)
     return Datasets(
         train=made.get("train"), val=made.get("val"), test=made.get("test"),
         class_names=cfg.data.class_names, sizes={s: len(d) for s, d in loaded.items()},
-        test_labels=test.majority if test is not None else np.zeros(0, np.int64),
+        test_labels=test.majority if test is not None else np.zeros(0, np.int64), calibration=calibration,
     )
 
 

@@ -286,7 +286,8 @@ def train(
                              fit_batch_size=fit_batch_size)
     if cfg.strategy == "multiworker" and not no_train:
         datasets = replace(datasets, train=distribute.shard_by_data(datasets.train),
-                           val=distribute.shard_by_data(datasets.val))
+                           val=distribute.shard_by_data(datasets.val),
+                           calibration=distribute.shard_by_data(datasets.calibration))
     cfg.save(run_dir / CONFIG_YAML)
     _write_status(run_dir, "running")
     log.info("images: %s", ", ".join(f"{k} {v}" for k, v in datasets.sizes.items()))
@@ -299,7 +300,7 @@ def train(
     if not no_train:
         if resumed:
             log.info("resuming at epoch %d of %d", (backup_epoch(run_dir) or 0) + 1, cfg.epochs)
-        callbacks = default_callbacks(run_dir, cfg, datasets.train)
+        callbacks = default_callbacks(run_dir, cfg, datasets.calibration)
         # User callbacks run before the backup callback, so a failure they raise leaves the backup intact.
         callbacks[-1:-1] = list(extra_callbacks)
         with distribute.report_lost_workers(cfg.strategy, run_dir):

@@ -102,6 +102,7 @@ def test_unknown_key_suggests(key, suggestion):
     (["epochs=0"], "epochs"),
     (["NoOfClasses=7"], "num_classes"),
     (["strategy=horovod"], "strategy"),
+    (["optim.ema_calibration_images=clean"], "optim.ema_calibration_images"),
     (["logical_devices=-1"], "logical_devices"),
     (["BatchSize=abc"], "batch_size"),
     (["epochs"], "key=value"),

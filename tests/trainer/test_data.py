@@ -85,6 +85,24 @@ def test_class_folders(class_folders: Path):
     assert images.dtype.name == "float32" and 0 <= float(images.numpy().min()) <= float(images.numpy().max()) <= 255
 
 
+@pytest.mark.parametrize("images", ["augmented", "plain"])
+def test_calibration_batches_are_the_training_images_asked_for(fer2013_csv: Path, images):
+    from trainer.config import resolve_config
+
+    cfg = resolve_config(None, [f"data.data_dir={fer2013_csv}", f"data.image_size={SIZE}", "data.color_mode=rgb",
+                                "data.batch_size=3", f"optim.ema_calibration_images={images}"])
+    datasets = load_datasets(cfg, ("train", "val"))
+    if images == "augmented":
+        assert datasets.calibration is datasets.train
+        return
+    seen = np.concatenate([batch.numpy() for batch, _ in datasets.calibration])
+    clean = load_split(cfg.data, "train").images.astype(np.float32)
+    assert seen.shape == clean.shape
+    order = lambda x: x[np.lexsort(x.reshape(len(x), -1).T)]  # noqa: E731 - the same images, shuffled
+    np.testing.assert_array_equal(order(seen), order(clean))
+    assert not np.array_equal(seen, clean)  # shuffled (7 images: an unshuffled order is 1 in 5,040)
+
+
 def replace_batch(data: DataConfig, batch: int) -> DataConfig:
     from dataclasses import replace
 

@@ -238,10 +238,12 @@ def test_pretrained_fine_tunes_the_configs_network_in_the_configs_precision(fini
     assert not is_mixed(evaluated)  # --no-train scores the model as saved
 
 
-def test_a_run_with_weight_averaging_finishes_and_saves_its_model(tmp_path: Path, class_folders: Path):
+@pytest.mark.parametrize("images", ["augmented", "plain"])
+def test_a_run_with_weight_averaging_finishes_and_saves_its_model(tmp_path: Path, class_folders: Path, images):
     run_dir = tmp_path / "run"
     result = invoke(["train", *tiny_overrides(class_folders, run_dir), "--epochs", "2",
-                     "--set", "optim.ema_momentum=0.9", "--set", "optim.ema_calibration_batches=2"])
+                     "--set", "optim.ema_momentum=0.9", "--set", "optim.ema_calibration_batches=2",
+                     "--set", f"optim.ema_calibration_images={images}"])
     assert result.exit_code == 0, result.output
     assert len(history_rows(run_dir)) == 2 and (run_dir / "model.keras").is_file()
     assert keras.models.load_model(run_dir / "model.keras").output_shape == (None, 8)
