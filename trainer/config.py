@@ -240,6 +240,9 @@ class OptimConfig:
     # images un-augmented, shuffled). Statistics of augmented images do not match the clean images a
     # model meets at test time: see docs/model.md, "Normalisation statistics".
     ema_calibration_images: str = "augmented"
+    # Keep every BatchNormalization layer in inference mode, its statistics and scale fixed (Keras'
+    # ``trainable = False``): for fine-tuning a model whose statistics came from another pipeline.
+    freeze_norms: bool = False
 
     def __post_init__(self) -> None:
         _choice("optim.optimizer", self.optimizer, OPTIMIZERS)

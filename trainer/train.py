@@ -182,7 +182,26 @@ def build_and_compile(cfg: TrainConfig, pretrained: Path | None = None, *, fine_
             model = _as_config_network(model, cfg, pretrained)
     else:
         model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    if cfg.optim.freeze_norms and (fine_tune or pretrained is None):
+        freeze_norms(model)
     return compile_model(model, cfg)
+
+
+def freeze_norms(model) -> int:
+    """Put every BatchNormalization layer in inference mode for training; returns how many.
+
+    Keras runs a non-trainable BatchNormalization with its moving statistics
+    even under ``training=True`` and leaves them, its scale and its offset as they are.
+    """
+    import keras
+
+    from trainer.precision import all_layers
+
+    norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.trainable = False
+    log.info("optim.freeze_norms: %d BatchNormalization layers fixed in inference mode", len(norms))
+    return len(norms)
 
 
 def _as_config_network(loaded, cfg: TrainConfig, pretrained: Path):

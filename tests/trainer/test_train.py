@@ -268,3 +268,24 @@ def test_pretrained_into_a_vgg_with_one_first_block_conv_keeps_the_other_layers_
             np.testing.assert_array_equal(mine, theirs)
     assert "drops block1_2_conv, block1_2_bn" in caplog.text
     assert pruned.count_params() < saved.count_params()
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_norms_keeps_every_normalisation_as_it_was_while_the_rest_trains(freeze):
+    from trainer.train import build_and_compile
+
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 16, "color_mode": "grayscale"},
+                                 "optim": {"freeze_norms": freeze, "learning_rate": 0.01}})
+    model = build_and_compile(cfg)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    before = [[w.copy() for w in layer.get_weights()] for layer in norms + convs[:1]]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (16, 16, 16, 1)).astype(np.float32)
+    labels = np.eye(8, dtype=np.float32)[rng.integers(0, 8, 16)]
+    model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    norm_kept = [all(np.array_equal(a, b) for a, b in zip(old, layer.get_weights()))
+                 for old, layer in zip(before, norms)]
+    assert norm_kept == [freeze] * len(norms)  # frozen: every one as it was; else every one moved
+    assert not np.array_equal(before[-1][0], convs[0].get_weights()[0])  # the convolutions train either way
