@@ -237,11 +237,12 @@ class OptimConfig:
     # before each validation (the average of the weights is not the weights the statistics came from).
     ema_calibration_batches: int = 50
     # Which training images those batches are: "augmented" (the training pipeline's) or "plain" (the same
-    # images un-augmented, shuffled). Statistics of augmented images do not match the clean images a
-    # model meets at test time: see docs/model.md, "Normalisation statistics".
+    # images un-augmented, shuffled). Which suits a model depends on the augmentation its weights were
+    # trained with (tools/norm_statistics.py; docs/model.md, "Normalisation statistics").
     ema_calibration_images: str = "augmented"
     # Keep every BatchNormalization layer in inference mode, its statistics and scale fixed (Keras'
     # ``trainable = False``): for fine-tuning a model whose statistics came from another pipeline.
+    # The re-estimation above then changes nothing: set ema_calibration_batches to 0 with it.
     freeze_norms: bool = False
 
     def __post_init__(self) -> None:
