@@ -167,9 +167,9 @@ def recalibrate_batch_norm(model, dataset, batches: int) -> int:
     gathered). Averaged weights need this: the statistics a run keeps belong
     to its latest training weights. Returns the number of batches used.
     """
-    from trainer.precision import all_layers
+    from trainer.norms import batch_norms
 
-    norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = batch_norms(model)
     momenta = [layer.momentum for layer in norms]
     used = 0
     try:

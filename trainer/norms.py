@@ -16,6 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def batch_norms(model) -> list:
+    """Every BatchNormalization layer of ``model``, nested models included."""
+    import keras
+
+    from trainer.precision import all_layers
+
+    return [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 def calibrate_norms(model, images: np.ndarray, batch_size: int = 256) -> int:
     """Set every BatchNormalization layer's statistics from ``images``; returns how many layers.
 

@@ -193,11 +193,9 @@ def freeze_norms(model) -> int:
     Keras runs a non-trainable BatchNormalization with its moving statistics
     even under ``training=True`` and leaves them, its scale and its offset as they are.
     """
-    import keras
+    from trainer.norms import batch_norms
 
-    from trainer.precision import all_layers
-
-    norms = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = batch_norms(model)
     for layer in norms:
         layer.trainable = False
     log.info("optim.freeze_norms: %d BatchNormalization layers fixed in inference mode", len(norms))
