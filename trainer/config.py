@@ -204,6 +204,9 @@ class ModelConfig:
     # as LAYER:RANK entries, e.g. ("block3_1:48", "block4_1:96"); a --pretrained model's trained
     # convolutions are split by SVD. Empty: none.
     conv_ranks: tuple[str, ...] = ()
+    # vgg: the side its first layer resizes the image to, below data.image_size to work at a lower
+    # resolution: 40 instead of 48 costs 31% less int8 time per face. 0: data.image_size.
+    input_size: int = 0
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name must not be empty")
@@ -215,6 +218,8 @@ class ModelConfig:
         _check(self.regularization_rate >= 0,
                f"model.regularization_rate must be >= 0; got {self.regularization_rate}")
         parse_conv_ranks(self.conv_ranks)
+        _check(isinstance(self.input_size, int) and not isinstance(self.input_size, bool) and self.input_size >= 0,
+               f"model.input_size must be a whole number >= 0 (0: data.image_size); got {self.input_size!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,7 +4,8 @@
 conv-BN-ReLU layers, max-pool, dropout) whose widths double from
 ``model.num_filters``, then one BN-ReLU dense layer of ``model.dense1_units``
 and the softmax; ``model.first_block_convs`` sets the first block's depth and
-``model.conv_ranks`` splits convolutions into cheaper pairs (``trainer.lowrank``). At
+``model.conv_ranks`` splits convolutions into cheaper pairs (``trainer.lowrank``);
+``model.input_size`` has it work at a lower resolution than its input. At
 48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
 parameters (int8: about 1.5 MB) and costs about 0.12 GMAC per face, which
 fits the edge budget while keeping the capacity FER+ needs.
@@ -45,11 +46,16 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
 
     Dropout grows with depth from ``dropout_rate / 4`` to ``dropout_rate / 2``
     in the convolutional blocks and is ``dropout_rate`` before the classifier.
+    The first layer resizes the image to ``model.input_size`` (default: the
+    input's size). Pools pad an odd side, so a 40x40 network ends on the same
+    3x3 grid as a 48x48 one and takes a 48x48 model's weights as they are.
     """
     m = cfg.model if isinstance(cfg, TrainConfig) else cfg
     size = cfg.data.image_size if isinstance(cfg, TrainConfig) else int(input_shape[0])
+    size = m.input_size or size
     if size < 2**VGG_BLOCKS:
-        raise ConfigError(f"model 'vgg' needs data.image_size >= {2**VGG_BLOCKS}; got {size}")
+        raise ConfigError(f"model 'vgg' needs an input of at least {2**VGG_BLOCKS} pixels a side "
+                          f"(data.image_size, model.input_size); got {size}")
     reg = regularizers.L2(m.regularization_rate) if m.regularization_rate else None
     ranks = parse_conv_ranks(m.conv_ranks)
     blocks = _vgg_blocks(m)
@@ -65,7 +71,7 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     for block, block_convs in enumerate(blocks):
         for name, filters in block_convs:
             x = _conv_bn_relu(x, filters, m.kernel_size, reg, name, ranks.get(name))
-        x = layers.MaxPool2D(2, name=f"block{block + 1}_pool")(x)
+        x = layers.MaxPool2D(2, padding="same", name=f"block{block + 1}_pool")(x)
         rate = m.dropout_rate * (0.25 + 0.25 * block / (VGG_BLOCKS - 1))
         x = layers.Dropout(rate, name=f"block{block + 1}_drop")(x)
     x = layers.Flatten(name="flatten")(x)

@@ -83,3 +83,34 @@ def test_small_lenet_trains_one_step_with_nesterov_sgd():
 def test_momentum_outside_zero_to_one_names_the_key():
     with pytest.raises(ConfigError, match="optim.momentum must be in"):
         resolve_config(None, ["optim.optimizer=sgd", "optim.momentum=1.0"])
+
+
+def test_vgg_at_a_lower_input_size_resizes_first_and_ends_on_the_same_grid():
+    import keras
+
+    from trainer.lowrank import multiply_adds
+
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 48, "color_mode": "grayscale"}})
+    full = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    low = build_model(cfg.replace({"model.input_size": 40}), cfg.data.input_shape, cfg.data.num_classes)
+    assert low.input_shape == full.input_shape == (None, 48, 48, 1)  # the runtime's crop contract is unchanged
+    assert low.get_layer("resize").output.shape[1:3] == (40, 40)
+    assert low.get_layer("block4_pool").output.shape[1:3] == full.get_layer("block4_pool").output.shape[1:3] == (3, 3)
+    assert [w.shape for w in low.weights] == [w.shape for w in full.weights]
+    assert multiply_adds(low) < 0.75 * multiply_adds(full)
+    low.set_weights(full.get_weights())
+    image = np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)).astype(np.float32)
+    assert low.predict(image, verbose=0).shape == (1, 8)
+    assert isinstance(low.get_layer("resize"), keras.layers.Resizing)
+
+
+def test_vgg_input_size_must_not_be_negative():
+    with pytest.raises(ConfigError, match="model.input_size must be a whole number >= 0"):
+        resolve_config(None, ["model.input_size=-8"])
+
+
+def test_vgg_input_size_below_four_poolings_is_refused_naming_the_key():
+    cfg = resolve_config(None, ["model.name=vgg", "data.image_size=48", "model.input_size=8"])
+    with pytest.raises(ConfigError, match="model.input_size"):
+        build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
