@@ -165,21 +165,25 @@ def recalibrate_batch_norm(model, dataset, batches: int) -> int:
     The statistics become the plain mean over up to ``batches`` batches of
     ``dataset`` (the model runs in training mode, as when they were first
     gathered). Averaged weights need this: the statistics a run keeps belong
-    to its latest training weights. Returns the number of batches used.
+    to its latest training weights. Layers frozen in inference mode
+    (``optim.freeze_norms``) are re-estimated too, and stay frozen. Returns the
+    number of batches used.
     """
     from trainer.norms import batch_norms
 
     norms = batch_norms(model)
-    momenta = [layer.momentum for layer in norms]
+    saved = [(layer.momentum, layer.trainable) for layer in norms]
     used = 0
     try:
+        for layer in norms:
+            layer.trainable = True  # a frozen layer normalises with its moving statistics and never updates them
         for used, batch in enumerate(dataset.take(batches) if norms else (), start=1):
             for layer in norms:
                 layer.momentum = 1.0 - 1.0 / used  # a running mean: the first batch replaces the old values
             model(batch[0] if isinstance(batch, (tuple, list)) else batch, training=True)
     finally:
-        for layer, momentum in zip(norms, momenta):
-            layer.momentum = momentum
+        for layer, (momentum, trainable) in zip(norms, saved):
+            layer.momentum, layer.trainable = momentum, trainable
     return used
 
 
@@ -239,7 +243,9 @@ def default_callbacks(run_dir: Path, cfg: TrainConfig, train_data=None) -> list[
     mode = "max" if "accuracy" in cfg.monitor else "min"
     callbacks: list[keras.callbacks.Callback] = [TrimHistory(run_dir)]
     if cfg.optim.ema_momentum:
-        callbacks.append(EmaSelection(run_dir, train_data, cfg.optim.ema_calibration_batches))
+        # Frozen normalisations keep their statistics: the averaged weights are validated with them.
+        calibration_batches = 0 if cfg.optim.freeze_norms else cfg.optim.ema_calibration_batches
+        callbacks.append(EmaSelection(run_dir, train_data, calibration_batches))
     if cfg.optim.schedule != "constant":
         callbacks.append(keras.callbacks.LearningRateScheduler(lr_schedule(cfg.optim, cfg.epochs)))
     elif cfg.optim.reduce_lr_on_plateau:

@@ -247,7 +247,7 @@ class OptimConfig:
     ema_calibration_images: str = "augmented"
     # Keep every BatchNormalization layer in inference mode, its statistics and scale fixed (Keras'
     # ``trainable = False``): for fine-tuning a model whose statistics came from another pipeline.
-    # The re-estimation above then changes nothing: set ema_calibration_batches to 0 with it.
+    # Weight averaging then validates with those statistics: ema_calibration_batches is not used.
     freeze_norms: bool = False
 
     def __post_init__(self) -> None:

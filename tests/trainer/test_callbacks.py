@@ -132,7 +132,8 @@ def test_ema_momentum_turns_on_the_average(tmp_path: Path):
         resolve_config(None, ["optim.ema_momentum=1.0"])
 
 
-def test_recalibrate_batch_norm_makes_the_statistics_the_mean_over_the_batches():
+@pytest.mark.parametrize("frozen", [False, True])
+def test_recalibrate_batch_norm_makes_the_statistics_the_mean_over_the_batches(frozen):
     import tensorflow as tf
 
     from trainer.callbacks import recalibrate_batch_norm
@@ -142,7 +143,19 @@ def test_recalibrate_batch_norm_makes_the_statistics_the_mean_over_the_batches()
     batches = [np.full((4, 2), value, "float32") + np.array([[0, 0], [0, 0], [1, 1], [1, 1]], "float32")
                for value in (1.0, 3.0, 8.0)]
     dataset = tf.data.Dataset.from_tensor_slices((np.concatenate(batches), np.zeros(12))).batch(4)
+    norm.trainable = not frozen
     assert recalibrate_batch_norm(model, dataset, batches=2) == 2
     np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), [2.5, 2.5], rtol=1e-6)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_variance), [0.25, 0.25], rtol=1e-6)
-    assert norm.momentum == 0.99
+    assert norm.momentum == 0.99 and norm.trainable is not frozen  # a frozen layer is re-estimated and stays frozen
+
+
+def test_weight_averaging_leaves_frozen_normalisations_as_they_are(tmp_path: Path):
+    from trainer.callbacks import EmaSelection, default_callbacks
+
+    def selection(*overrides):
+        cfg = resolve_config(None, ["optim.ema_momentum=0.999", "optim.ema_calibration_batches=7", *overrides])
+        return next(c for c in default_callbacks(tmp_path, cfg, train_data=object()) if isinstance(c, EmaSelection))
+
+    assert selection().calibration_batches == 7
+    assert selection("optim.freeze_norms=true").calibration_batches == 0
