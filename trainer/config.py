@@ -205,7 +205,7 @@ class ModelConfig:
     # convolutions are split by SVD. Empty: none.
     conv_ranks: tuple[str, ...] = ()
     # vgg: the side its first layer resizes the image to, below data.image_size to work at a lower
-    # resolution: 40 instead of 48 costs 31% less int8 time per face. 0: data.image_size.
+    # resolution: 40 instead of 48 costs about 30% less int8 time per face. 0: data.image_size.
     input_size: int = 0
 
     def __post_init__(self) -> None:
