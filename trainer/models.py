@@ -27,6 +27,15 @@ def _image_size(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int
     return cfg.data.image_size if isinstance(cfg, TrainConfig) else int(input_shape[0])
 
 
+def _refuse_vgg_options(m: ModelConfig) -> None:
+    """The vgg's architecture options mean nothing to the other builders: refuse them, not ignore them."""
+    defaults = ModelConfig()
+    for name in ("first_block_convs", "conv_ranks", "input_size"):
+        if getattr(m, name) != getattr(defaults, name):
+            raise ConfigError(f"model.{name} applies to model.name 'vgg' only; model {m.name!r} has no such option "
+                              f"(got {getattr(m, name)!r})")
+
+
 def build_lenet(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int], num_classes: int):
     """The seed's LeNet-style CNN (Model-3), layer for layer.
 
@@ -43,6 +52,7 @@ def build_lenet(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int
     seed config at 256x256x3 and 8 classes the model has 45,857,804 parameters.
     """
     m = _model_config(cfg)
+    _refuse_vgg_options(m)
     size = _image_size(cfg, input_shape)
     reg = regularizers.L2(m.regularization_rate)
     return keras.Sequential(
@@ -92,6 +102,7 @@ def build_vit(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     LayerNorm, global average pooling, Dropout, softmax.
     """
     m = _model_config(cfg)
+    _refuse_vgg_options(m)
     size = _image_size(cfg, input_shape)
     if size < m.patch_size:
         raise ConfigError(f"model.patch_size {m.patch_size} is larger than data.image_size {size}")

@@ -114,3 +114,15 @@ def test_vgg_input_size_below_four_poolings_is_refused_naming_the_key():
     cfg = resolve_config(None, ["model.name=vgg", "data.image_size=48", "model.input_size=8"])
     with pytest.raises(ConfigError, match="model.input_size"):
         build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+
+
+@pytest.mark.parametrize("name, override", [
+    ("lenet", "model.input_size=40"),
+    ("lenet", "model.first_block_convs=1"),
+    ("vit", "model.conv_ranks=block2_1:16"),
+])
+def test_vgg_only_options_are_refused_by_other_models_naming_the_key(name, override):
+    cfg = resolve_config(None, [f"model.name={name}", "data.image_size=48", override])
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key} applies to model.name 'vgg' only; model '{name}'"):
+        build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
