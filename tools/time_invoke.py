@@ -36,17 +36,21 @@ def ready_interpreter(path: Path, batch: int):
     return interpreter
 
 
-def time_alternating(paths: list[Path], batch: int, rounds: int, invokes: int) -> dict[Path, list[float]]:
-    """Milliseconds per invoke of each file, one figure per round, the files alternating within a round."""
-    interpreters = {path: ready_interpreter(path, batch) for path in paths}
-    times: dict[Path, list[float]] = {path: [] for path in paths}
+def time_alternating(paths: list[Path], batch: int, rounds: int, invokes: int) -> list[tuple[Path, list[float]]]:
+    """Milliseconds per invoke of each file, one figure per round, the files alternating within a round.
+
+    One entry per path in order, a path given twice timed twice: the spread between the
+    two is the noise an A/A comparison shows.
+    """
+    interpreters = [ready_interpreter(path, batch) for path in paths]
+    times: list[list[float]] = [[] for _ in paths]
     for _ in range(rounds):
-        for path, interpreter in interpreters.items():
+        for interpreter, values in zip(interpreters, times):
             started = time.perf_counter()
             for _ in range(invokes):
                 interpreter.invoke()
-            times[path].append((time.perf_counter() - started) / invokes * 1e3)
-    return times
+            values.append((time.perf_counter() - started) / invokes * 1e3)
+    return list(zip(paths, times))
 
 
 @click.command()
@@ -60,7 +64,7 @@ def main(paths: tuple[Path, ...], batches: tuple[int, ...], rounds: int, invokes
     width = max(len(str(path)) for path in paths)
     for batch in batches:
         click.echo(f"batch {batch}: {rounds} rounds of {invokes} invokes, one thread")
-        for path, values in time_alternating(list(paths), batch, rounds, invokes).items():
+        for path, values in time_alternating(list(paths), batch, rounds, invokes):
             click.echo(f"  {str(path):<{width}}  median {statistics.median(values):.3f} ms"
                        f"  (range {min(values):.3f} to {max(values):.3f})")
 

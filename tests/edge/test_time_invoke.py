@@ -19,8 +19,14 @@ def tool():
 
 def test_each_file_gets_a_positive_time_per_round(tool, tiny_model_dir: Path):
     model = tiny_model_dir / "model_float32.tflite"
-    times = tool.time_alternating([model], batch=3, rounds=4, invokes=5)
-    assert list(times) == [model] and len(times[model]) == 4 and all(t > 0 for t in times[model])
+    [(path, times)] = tool.time_alternating([model], batch=3, rounds=4, invokes=5)
+    assert path == model and len(times) == 4 and all(t > 0 for t in times)
+
+
+def test_a_file_given_twice_is_timed_twice(tool, tiny_model_dir: Path):
+    model = tiny_model_dir / "model_float32.tflite"
+    timed = tool.time_alternating([model, model], batch=1, rounds=2, invokes=3)
+    assert [path for path, _ in timed] == [model, model] and all(len(times) == 2 for _, times in timed)
 
 
 def test_command_prints_a_median_for_each_batch_and_file(tool, tiny_model_dir: Path, tmp_path: Path):
