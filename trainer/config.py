@@ -61,6 +61,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")  # see trainer.distribute
 MONITORS = ("val_accuracy", "val_loss")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # see trainer.precision
 CALIBRATION_IMAGES = ("augmented", "plain")  # see OptimConfig.ema_calibration_images
+INPUT_FITS = ("resize", "crop")  # see ModelConfig.input_fit
 
 SEED_ALIASES: dict[str, str] = {
     "NoOfClasses": "data.num_classes",
@@ -207,6 +208,9 @@ class ModelConfig:
     # vgg: the side its first layer resizes the image to, below data.image_size to work at a lower
     # resolution: 40 instead of 48 costs about 30% less int8 time per face. 0: data.image_size.
     input_size: int = 0
+    # vgg: how the first layer brings the image to model.input_size: "resize" it (the whole crop,
+    # fewer pixels per face) or "crop" its centre (the same pixels per face, less border).
+    input_fit: str = "resize"
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name must not be empty")
@@ -220,6 +224,8 @@ class ModelConfig:
         parse_conv_ranks(self.conv_ranks)
         _check(isinstance(self.input_size, int) and not isinstance(self.input_size, bool) and self.input_size >= 0,
                f"model.input_size must be a whole number >= 0 (0: data.image_size); got {self.input_size!r}")
+        _check(self.input_fit in INPUT_FITS, f"model.input_fit must be one of {', '.join(INPUT_FITS)}; "
+                                             f"got {self.input_fit!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,8 @@ conv-BN-ReLU layers, max-pool, dropout) whose widths double from
 ``model.num_filters``, then one BN-ReLU dense layer of ``model.dense1_units``
 and the softmax; ``model.first_block_convs`` sets the first block's depth and
 ``model.conv_ranks`` splits convolutions into cheaper pairs (``trainer.lowrank``);
-``model.input_size`` has it work at a lower resolution than its input. At
+``model.input_size`` has it work at a lower resolution than its input, or on its
+centre (``model.input_fit``). At
 48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
 parameters (int8: about 1.5 MB) and costs about 0.12 GMAC per face, which
 fits the edge budget while keeping the capacity FER+ needs.
@@ -47,12 +48,15 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     Dropout grows with depth from ``dropout_rate / 4`` to ``dropout_rate / 2``
     in the convolutional blocks and is ``dropout_rate`` before the classifier.
     The first layer resizes the image to ``model.input_size`` (default: the
-    input's size). Pools pad an odd side, so a 40x40 network ends on the same
+    input's size) or, with ``model.input_fit: crop``, takes its centre. Pools pad an odd side, so a 40x40 network ends on the same
     3x3 grid as a 48x48 one and takes a 48x48 model's weights as they are.
     """
     m = cfg.model if isinstance(cfg, TrainConfig) else cfg
-    size = cfg.data.image_size if isinstance(cfg, TrainConfig) else int(input_shape[0])
-    size = m.input_size or size
+    image_size = cfg.data.image_size if isinstance(cfg, TrainConfig) else int(input_shape[0])
+    size = m.input_size or image_size
+    if m.input_fit == "crop" and size > image_size:
+        raise ConfigError(f"model.input_fit 'crop' takes the centre of the image: model.input_size {size} "
+                          f"must not exceed data.image_size {image_size}")
     if size < 2**VGG_BLOCKS:
         raise ConfigError(f"model 'vgg' needs an input of at least {2**VGG_BLOCKS} pixels a side "
                           f"(data.image_size, model.input_size); got {size}")
@@ -66,7 +70,10 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
         if rank >= convs[name]:
             raise ConfigError(f"model.conv_ranks {name}:{rank} must be below the layer's {convs[name]} filters")
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Resizing(size, size, name="resize")(inputs)
+    if m.input_fit == "crop":
+        x = layers.CenterCrop(size, size, name="crop")(inputs)
+    else:
+        x = layers.Resizing(size, size, name="resize")(inputs)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
     for block, block_convs in enumerate(blocks):
         for name, filters in block_convs:

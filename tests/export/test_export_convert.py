@@ -189,3 +189,18 @@ def test_a_resizing_layer_that_keeps_the_size_is_left_out_of_the_tflite_model(tm
     assert ("RESIZE_BILINEAR" in _op_names(content)) is kept
     np.testing.assert_allclose(_tflite_predict(content, images), model.predict(images, verbose=0), atol=1e-5)
     assert model.get_layer("resize").__class__.__name__ == "Resizing"  # the caller's model is untouched
+
+
+def test_a_centre_crop_converts_to_a_slice_that_agrees_with_keras(tmp_path):
+    from trainer.config import TrainConfig
+    from trainer.models import build_model
+
+    keras.utils.set_random_seed(0)
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8,
+                                           "input_size": 40, "input_fit": "crop"},
+                                 "data": {"image_size": 48, "color_mode": "grayscale"}})
+    model = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    images = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    content = convert_to_tflite(save_saved_model(model, tmp_path / "sm"), "float32")
+    assert "RESIZE_BILINEAR" not in _op_names(content)
+    np.testing.assert_allclose(_tflite_predict(content, images), model.predict(images, verbose=0), atol=1e-5)

@@ -105,6 +105,35 @@ def test_vgg_at_a_lower_input_size_resizes_first_and_ends_on_the_same_grid():
     assert isinstance(low.get_layer("resize"), keras.layers.Resizing)
 
 
+def test_vgg_cropping_to_a_lower_input_size_keeps_the_centre_pixels_as_they_are():
+    import keras
+
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8,
+                                           "input_size": 40, "input_fit": "crop"},
+                                 "data": {"image_size": 48, "color_mode": "grayscale"}})
+    cropped = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    resized = build_model(cfg.replace({"model.input_fit": "resize"}), cfg.data.input_shape, cfg.data.num_classes)
+    assert cropped.input_shape == (None, 48, 48, 1)
+    assert isinstance(cropped.get_layer("crop"), keras.layers.CenterCrop)
+    assert [w.shape for w in cropped.weights] == [w.shape for w in resized.weights]
+    image = np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)).astype(np.float32)
+    centre = keras.Model(cropped.input, cropped.get_layer("crop").output).predict(image, verbose=0)
+    np.testing.assert_array_equal(centre, image[:, 4:44, 4:44])
+    cropped.set_weights(resized.get_weights())
+    assert cropped.predict(image, verbose=0).shape == (1, 8)
+
+
+def test_vgg_crop_larger_than_the_image_is_refused_naming_both_keys():
+    cfg = resolve_config(None, ["model.name=vgg", "data.image_size=48", "model.input_size=56", "model.input_fit=crop"])
+    with pytest.raises(ConfigError, match="model.input_size 56 must not exceed data.image_size 48"):
+        build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+
+
+def test_unknown_input_fit_is_refused():
+    with pytest.raises(ConfigError, match="model.input_fit must be one of resize, crop; got 'pad'"):
+        resolve_config(None, ["model.input_fit=pad"])
+
+
 def test_vgg_input_size_must_not_be_negative():
     with pytest.raises(ConfigError, match="model.input_size must be a whole number >= 0"):
         resolve_config(None, ["model.input_size=-8"])
@@ -120,6 +149,7 @@ def test_vgg_input_size_below_four_poolings_is_refused_naming_the_key():
     ("lenet", "model.input_size=40"),
     ("lenet", "model.first_block_convs=1"),
     ("vit", "model.conv_ranks=block2_1:16"),
+    ("vit", "model.input_fit=crop"),
 ])
 def test_vgg_only_options_are_refused_by_other_models_naming_the_key(name, override):
     cfg = resolve_config(None, [f"model.name={name}", "data.image_size=48", override])
