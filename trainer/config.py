@@ -282,12 +282,15 @@ class DistillConfig:
     and classes); their predictions on the training images, averaged over the
     teachers (and over a horizontal flip with ``flip``), are computed once
     before training and blended in: ``(1 - weight) * labels + weight * teachers``.
-    No teachers: off.
+    With ``online`` they run on every augmented training batch instead, so the
+    target fits the very view the student sees (about one teacher forward pass
+    more per step; ``flip`` does not apply). No teachers: off.
     """
 
     teachers: tuple[str, ...] = ()
     weight: float = 0.5
     flip: bool = True
+    online: bool = False
 
     def __post_init__(self) -> None:
         _check(0 < self.weight <= 1, f"distill.weight must be in (0, 1]; got {self.weight}")

@@ -241,6 +241,10 @@ def make_dataset(split: SplitData, cfg: TrainConfig, training: bool) -> "tf.data
         from trainer.cutmix import apply_cutmix_stream
 
         ds = apply_cutmix_stream(ds, stream(cfg.seed + 1), cfg.cutmix, seed=cfg.seed)
+    if cfg.distill.teachers and cfg.distill.online:
+        from trainer.distill import online_teacher_labels
+
+        ds = ds.map(online_teacher_labels(cfg))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -36,8 +36,8 @@ def teacher_predictions(cfg: TrainConfig, split) -> np.ndarray:
 
 
 def with_teacher_labels(cfg: TrainConfig, split):
-    """``split`` with its labels blended with the teachers' predictions (unchanged without teachers)."""
-    if not cfg.distill.teachers:
+    """``split`` with its labels blended with the teachers' predictions (unchanged without teachers or online)."""
+    if not cfg.distill.teachers or cfg.distill.online:
         return split
     weight = cfg.distill.weight
     teachers = teacher_predictions(cfg, split)
@@ -45,3 +45,27 @@ def with_teacher_labels(cfg: TrainConfig, split):
     log.info("teachers agree with %.1f%% of the training labels' majority; blend weight %.2f",
              100.0 * agreement, weight)
     return replace(split, labels=((1.0 - weight) * split.labels + weight * teachers).astype(np.float32))
+
+
+def online_teacher_labels(cfg: TrainConfig):
+    """``fn(images, labels) -> (images, blended)`` for ``Dataset.map`` on training batches.
+
+    The teachers run on the batch the student is about to see (augmented, mixed),
+    so the target never disagrees with the image. They are loaded once.
+    """
+    import tensorflow as tf
+
+    from trainer.evaluate import load_checked_model
+
+    teachers = [load_checked_model(Path(path), cfg, role="teacher") for path in cfg.distill.teachers]
+    for teacher in teachers:
+        teacher.trainable = False
+    weight = cfg.distill.weight
+    log.info("teachers %s run online on every training batch; blend weight %.2f",
+             ", ".join(cfg.distill.teachers), weight)
+
+    def blend(images, labels):
+        taught = tf.add_n([tf.cast(teacher(images, training=False), tf.float32) for teacher in teachers])
+        return images, (1.0 - weight) * labels + (weight / len(teachers)) * taught
+
+    return blend

@@ -53,6 +53,23 @@ def test_labels_are_blended_with_the_teachers_predictions(class_folders, teacher
     assert len(blended) == len(split)
 
 
+def test_online_teachers_label_the_very_augmented_batch_the_student_sees(class_folders, teacher):
+    import keras
+
+    from trainer.data import make_dataset
+
+    cfg = _config(class_folders, teachers=[str(teacher)], weight=1.0, online=True).replace(
+        {"augment.enabled": True, "augment.noise_std": 20.0})
+    split = load_split(cfg.data, "train", training_labels=True)
+    assert with_teacher_labels(cfg, split) is split  # nothing precomputed
+    model = keras.models.load_model(teacher, compile=False)
+    for images, labels in make_dataset(split, cfg, training=True).take(2):
+        np.testing.assert_allclose(labels.numpy(), model.predict(images.numpy(), verbose=0), atol=1e-5)
+    half = cfg.replace({"distill.weight": 0.5})
+    for _, labels in make_dataset(split, half, training=True).take(2):
+        np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, atol=1e-5)
+
+
 def test_without_teachers_the_split_is_unchanged(class_folders):
     cfg = _config(class_folders)
     split = load_split(cfg.data, "train", training_labels=True)
@@ -73,8 +90,9 @@ def test_a_teacher_that_does_not_fit_or_does_not_exist_is_a_clear_error(tmp_path
 def test_distill_options_are_validated_and_parsed():
     with pytest.raises(ConfigError, match="distill.weight"):
         TrainConfig.from_dict({"distill": {"weight": 0}})
-    cfg = TrainConfig().replace({"distill.teachers": "a.keras, b.keras", "distill.flip": "false"})
-    assert cfg.distill.teachers == ("a.keras", "b.keras") and not cfg.distill.flip
+    cfg = TrainConfig().replace({"distill.teachers": "a.keras, b.keras", "distill.flip": "false",
+                                 "distill.online": "true"})
+    assert cfg.distill.teachers == ("a.keras", "b.keras") and not cfg.distill.flip and cfg.distill.online
 
 
 def test_train_with_a_teacher_end_to_end(tmp_path, class_folders, teacher):
