@@ -48,8 +48,9 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     Dropout grows with depth from ``dropout_rate / 4`` to ``dropout_rate / 2``
     in the convolutional blocks and is ``dropout_rate`` before the classifier.
     The first layer resizes the image to ``model.input_size`` (default: the
-    input's size) or, with ``model.input_fit: crop``, takes its centre. Pools pad an odd side, so a 40x40 network ends on the same
-    3x3 grid as a 48x48 one and takes a 48x48 model's weights as they are.
+    input's size) or, with ``model.input_fit: crop``, takes its centre. Pools
+    pad an odd side, so a 40x40 network ends on the same 3x3 grid as a 48x48
+    one and takes a 48x48 model's weights as they are.
     """
     m = cfg.model if isinstance(cfg, TrainConfig) else cfg
     image_size = cfg.data.image_size if isinstance(cfg, TrainConfig) else int(input_shape[0])
