@@ -23,12 +23,19 @@ from trainer.config import TrainConfig
 log = logging.getLogger(__name__)
 
 
+def load_teachers(cfg: TrainConfig) -> list:
+    """``cfg.distill.teachers`` as models, each checked against the config's input and classes."""
+    from trainer.evaluate import load_checked_model
+
+    return [load_checked_model(Path(path), cfg, role="teacher") for path in cfg.distill.teachers]
+
+
 def teacher_predictions(cfg: TrainConfig, split) -> np.ndarray:
     """Mean class probabilities (N, C) of ``cfg.distill.teachers`` on ``split``'s images, in order."""
     from trainer.data import make_dataset
-    from trainer.evaluate import load_checked_model, mean_probabilities
+    from trainer.evaluate import mean_probabilities
 
-    teachers = [load_checked_model(Path(path), cfg, role="teacher") for path in cfg.distill.teachers]
+    teachers = load_teachers(cfg)
     images = make_dataset(split, cfg, training=False).map(lambda x, y: x)  # same order, no augmentation
     probs = mean_probabilities(teachers, images, flip_average=cfg.distill.flip, verbose=0)
     log.info("teachers %s: predictions for %d training images", ", ".join(cfg.distill.teachers), len(split))
@@ -55,11 +62,7 @@ def online_teacher_labels(cfg: TrainConfig):
     """
     import tensorflow as tf
 
-    from trainer.evaluate import load_checked_model
-
-    teachers = [load_checked_model(Path(path), cfg, role="teacher") for path in cfg.distill.teachers]
-    for teacher in teachers:
-        teacher.trainable = False
+    teachers = load_teachers(cfg)
     weight = cfg.distill.weight
     log.info("teachers %s run online on every training batch; blend weight %.2f",
              ", ".join(cfg.distill.teachers), weight)
