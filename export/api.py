@@ -237,7 +237,8 @@ def _write_export(
         for quantization in options.variants:
             logger.info("converting %s", quantization.value)
             path = staging / quantization.file_name
-            path.write_bytes(convert_to_tflite(saved_model, quantization, representative))
+            path.write_bytes(convert_to_tflite(saved_model, quantization, representative,
+                                               float_first_conv=options.float_first_conv))
             variants[quantization.value] = build_variant_spec(path, quantization)
     source_sha256 = sha256_of(model_path)
     spec = build_model_spec(

@@ -59,6 +59,9 @@ def _variants(ctx: click.Context, param: click.Parameter, value: str) -> tuple[Q
               help="Move the crop centre down by this many box heights.")
 @click.option("--threads", "num_threads", type=click.IntRange(min=1), default=None,
               help="Interpreter threads while verifying (default: LiteRT's choice).")
+@click.option("--float-first-conv/--int8-first-conv", default=_DEFAULTS.float_first_conv, show_default=True,
+              help="int8 variant: keep the convolution that reads the image in float32 (4-5x faster "
+                   "there with XNNPACK on x86; the variant then takes and gives float32 tensors).")
 @click.option("--force", is_flag=True, help="Replace an existing export folder.")
 def export(
     model_path: Path,
@@ -74,6 +77,7 @@ def export(
     crop_scale: float,
     crop_shift_y: float,
     num_threads: int | None,
+    float_first_conv: bool,
     force: bool,
 ) -> None:
     """Convert MODEL_PATH (a trained .keras model) to TFLite variants and verify each one.
@@ -95,6 +99,7 @@ def export(
         crop=CropSpec(scale=crop_scale, shift_y=crop_shift_y),
         num_threads=num_threads,
         force=force,
+        float_first_conv=float_first_conv,
     )
     try:
         result = export_model(model_path, out_dir, options)

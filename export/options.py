@@ -22,7 +22,7 @@ class Quantization(str, Enum):
     FLOAT32 = "float32"  # plain conversion, the reference for the others
     FLOAT16 = "float16"  # weights stored as float16, computed in float32
     DYNAMIC = "dynamic"  # int8 weights, float activations (no calibration data)
-    INT8 = "int8"  # int8 weights and activations, int8 input and output tensors
+    INT8 = "int8"  # int8 weights and activations (ExportOptions.float_first_conv: but the first convolution)
 
     @property
     def file_name(self) -> str:
@@ -61,6 +61,11 @@ class ExportOptions:
     default ``config.yaml`` beside the model). The int8 calibration images are
     ``representative_dir`` (class folders or a flat folder of images) or the
     config's training split.
+
+    ``float_first_conv`` keeps the int8 variant's convolution that reads the
+    image in float32 (``export.convert.convert_to_tflite`` says why): the
+    variant then takes float32 pixels and gives float32 probabilities, which
+    its manifest entry records.
     """
 
     variants: tuple[Quantization, ...] = ALL_VARIANTS
@@ -77,6 +82,7 @@ class ExportOptions:
     warmup_runs: int = 10
     seed: int = 0
     force: bool = False
+    float_first_conv: bool = True
 
     def __post_init__(self) -> None:
         variants = tuple(Quantization.parse(v) for v in self.variants)
@@ -106,6 +112,8 @@ class ExportOptions:
             raise ConfigError(f"crop must be a CropSpec; got {type(self.crop).__name__}")
         if self.num_threads is not None:
             _check_int("num_threads", self.num_threads, minimum=1)
+        if not isinstance(self.float_first_conv, bool):
+            raise ConfigError(f"float_first_conv must be true or false; got {self.float_first_conv!r}")
         _check_int("latency_runs", self.latency_runs, minimum=1)
         _check_int("warmup_runs", self.warmup_runs, minimum=0)
 

@@ -72,8 +72,9 @@ def test_all_variants_and_the_manifest_are_written(full_export):
     assert spec.input_range == (0.0, 255.0)
     assert spec.default_variant == "int8"
     assert list(spec.variants) == list(VARIANTS)
-    int8 = spec.variants["int8"]
-    assert int8.input.dtype == int8.output.dtype == "int8" and int8.input.quantized
+    int8 = spec.variants["int8"]  # its first convolution reads the image in float32 (float_first_conv)
+    assert int8.quantization == "int8" and int8.input.dtype == int8.output.dtype == "float32"
+    assert not int8.input.quantized
     assert spec.variants["float32"].input.dtype == "float32" and not spec.variants["float32"].input.quantized
 
 
@@ -123,10 +124,10 @@ def damaged_conversion(tmp_path_factory, untrained_model_path):
         tmp_path_factory.mktemp("damaged") / "saved_model",
     )
 
-    def convert(saved_model_dir, quantization, representative_images=None):
+    def convert(saved_model_dir, quantization, representative_images=None, **options):
         if Quantization(quantization) is Quantization.INT8:
             saved_model_dir = saved
-        return convert_to_tflite(saved_model_dir, quantization, representative_images)
+        return convert_to_tflite(saved_model_dir, quantization, representative_images, **options)
 
     return convert
 
@@ -192,7 +193,7 @@ def test_failed_conversion_leaves_no_half_written_folder(
 ):
     converted = []
 
-    def fail_on_int8(saved_model_dir, quantization, representative_images=None):
+    def fail_on_int8(saved_model_dir, quantization, representative_images=None, **options):
         if quantization is Quantization.INT8:
             raise ConversionError("int8 conversion failed: injected")
         converted.append(quantization)

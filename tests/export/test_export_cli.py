@@ -35,6 +35,15 @@ def test_export_prints_the_table_and_the_next_command(invoke, tmp_path):
     assert spec.crop == CropSpec(scale=1.25, shift_y=0.1)
 
 
+@pytest.mark.parametrize(("flag", "input_dtype"), [(None, "float32"), ("--int8-first-conv", "int8")])
+def test_the_int8_first_convolution_is_float_unless_asked(invoke, tmp_path, flag, input_dtype):
+    from edge.model_spec import ModelSpec
+
+    result = invoke(tmp_path / "out", "--variants", "int8", *([flag] if flag else []))
+    assert result.exit_code == 0, result.output
+    assert ModelSpec.load(tmp_path / "out").variants["int8"].input.dtype == input_dtype
+
+
 def test_existing_folder_needs_force(invoke, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -53,9 +62,9 @@ def test_gate_failure_exits_1_naming_variant_and_amount(invoke, tmp_path, monkey
 
     damaged = save_saved_model(keras.models.load_model(untrained_model_path, compile=False), tmp_path / "sm")
 
-    def convert(saved_model_dir, quantization, representative_images=None):
+    def convert(saved_model_dir, quantization, representative_images=None, **options):
         source = damaged if Quantization(quantization) is Quantization.INT8 else saved_model_dir
-        return convert_to_tflite(source, quantization, representative_images)
+        return convert_to_tflite(source, quantization, representative_images, **options)
 
     monkeypatch.setattr(export.api, "convert_to_tflite", convert)
     result = invoke(tmp_path / "out", "--variants", "float32,int8")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
@@ -10,6 +12,7 @@ from export.convert import (
     convert_to_tflite,
     describe_converter_error,
     find_augmentation_layers,
+    image_convolution,
     save_saved_model,
 )
 from export.errors import ConversionError
@@ -31,7 +34,8 @@ def saved_model(tmp_path_factory):
 )
 def test_each_quantization_gives_a_loadable_model(saved_model, quantization, io_dtype):
     images, _ = make_images(5, seed=0)
-    content = convert_to_tflite(saved_model, quantization, images if quantization == "int8" else None)
+    content = convert_to_tflite(saved_model, quantization, images if quantization == "int8" else None,
+                                float_first_conv=False)
     assert isinstance(content, bytes) and len(content) > 1000
     interpreter = Interpreter(model_content=content)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
@@ -39,6 +43,53 @@ def test_each_quantization_gives_a_loadable_model(saved_model, quantization, io_
     assert inp["dtype"] == io_dtype and out["dtype"] == io_dtype
     if quantization == "int8":
         assert inp["quantization"][0] > 0 and out["quantization"][0] > 0
+
+
+def _ops_with_kernel_dtypes(content: bytes) -> list[tuple[str, str | None]]:
+    """(op name, its weights' dtype for convolutions, else None), in graph order."""
+    interpreter = Interpreter(model_content=content)
+    dtypes = {detail["index"]: np.dtype(detail["dtype"]).name for detail in interpreter.get_tensor_details()}
+    return [(op["op_name"], dtypes[op["inputs"][1]] if op["op_name"] == "CONV_2D" else None)
+            for op in interpreter._get_ops_details()]
+
+
+def test_int8_keeps_the_convolution_reading_the_image_in_float32(saved_model):
+    images, _ = make_images(20, seed=0)
+    content = convert_to_tflite(saved_model, "int8", images)
+    ops = _ops_with_kernel_dtypes(content)
+    assert ops[:2] == [("CONV_2D", "float32"), ("QUANTIZE", None)]  # then int8 from there on
+    assert [dtype for name, dtype in ops[2:] if name == "CONV_2D"] == ["int8"]
+    interpreter = Interpreter(model_content=content)
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == out["dtype"] == np.float32
+    # the same function as the all-int8 file, within int8 rounding
+    mixed = _tflite_predict(content, images.astype(np.float32))
+    whole = convert_to_tflite(saved_model, "int8", images, float_first_conv=False)
+    whole_interpreter = Interpreter(model_content=whole)
+    in_scale, in_zero_point = whole_interpreter.get_input_details()[0]["quantization"]
+    scale, zero_point = whole_interpreter.get_output_details()[0]["quantization"]
+    quantized = _tflite_predict(whole, np.round(images / in_scale + in_zero_point).astype(np.int8))
+    assert _ops_with_kernel_dtypes(whole)[0] == ("CONV_2D", "int8")
+    np.testing.assert_allclose(mixed, (quantized.astype(np.float32) - zero_point) * scale, atol=0.05)
+
+
+def _saved(model, tmp_path) -> Path:
+    return save_saved_model(model, tmp_path / "sm")
+
+
+@pytest.mark.parametrize("first", ["wide_conv", "dense"])
+def test_int8_without_a_convolution_on_the_image_stays_int8_throughout(tmp_path, first):
+    keras.utils.set_random_seed(0)
+    channels = 8 if first == "wide_conv" else 1  # 8 channels are not an image's
+    inputs = keras.Input((16, 16, channels))
+    x = keras.layers.Conv2D(4, 3)(inputs) if first == "wide_conv" else inputs
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
+    images = np.random.default_rng(0).integers(0, 256, (10, 16, 16, channels)).astype(np.uint8)
+    content = convert_to_tflite(_saved(keras.Model(inputs, outputs), tmp_path), "int8", images)
+    assert image_convolution(content) is None
+    interpreter = Interpreter(model_content=content)
+    assert interpreter.get_input_details()[0]["dtype"] == interpreter.get_output_details()[0]["dtype"] == np.int8
+    assert all(dtype in (None, "int8") for _, dtype in _ops_with_kernel_dtypes(content))
 
 
 def test_float16_stores_float16_weights(saved_model):

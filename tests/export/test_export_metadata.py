@@ -88,6 +88,15 @@ def test_classifier_refuses_a_variant_entry_pointing_at_another_file(export_copy
         EmotionClassifier.from_dir(export_copy, "int8")
 
 
+@pytest.fixture(scope="module")
+def int8_throughout(tmp_path_factory, model_path, dataset_dir, fast_options):
+    """The tiny model's int8 variant with int8 input and output tensors (no float first convolution)."""
+    from export.api import export_model
+
+    out_dir = tmp_path_factory.mktemp("exports") / "int8"
+    return export_model(model_path, out_dir, fast_options(dataset_dir, variants=("int8",), float_first_conv=False))
+
+
 @pytest.mark.parametrize(
     ("tensor", "change", "match"),
     [
@@ -96,12 +105,22 @@ def test_classifier_refuses_a_variant_entry_pointing_at_another_file(export_copy
         ("output", {"zero_point": 3}, "output zero point -128 but the manifest says 3"),
     ],
 )
-def test_classifier_refuses_wrong_quantization_parameters(export_copy, tensor, change, match):
+def test_classifier_refuses_wrong_quantization_parameters(int8_throughout, tmp_path, tensor, change, match):
+    export_copy = shutil.copytree(int8_throughout.out_dir, tmp_path / "export")
     spec = ModelSpec.load(export_copy)
     variant = spec.variants["int8"]
     wrong = dataclasses.replace(getattr(variant, tensor), **change)
     rewrite_manifest(export_copy, variants={**spec.variants, "int8": dataclasses.replace(variant, **{tensor: wrong})})
     with pytest.raises(ManifestError, match=match):
+        EmotionClassifier.from_dir(export_copy, "int8")
+
+
+def test_classifier_refuses_a_float_input_the_manifest_calls_int8(export_copy):
+    spec = ModelSpec.load(export_copy)
+    variant = spec.variants["int8"]  # float32 input: its first convolution is float
+    wrong = TensorSpec(dtype="int8", scale=1.0, zero_point=-128)
+    rewrite_manifest(export_copy, variants={**spec.variants, "int8": dataclasses.replace(variant, input=wrong)})
+    with pytest.raises(ManifestError, match="input dtype float32 but the manifest says int8"):
         EmotionClassifier.from_dir(export_copy, "int8")
 
 

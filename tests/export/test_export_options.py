@@ -18,6 +18,7 @@ def test_defaults_are_the_recommended_settings():
     assert options.min_agreement == 0.98
     assert options.crop == CropSpec()
     assert options.force is False
+    assert options.float_first_conv is True
     assert options.needs_representative_data
 
 
@@ -68,6 +69,7 @@ def test_strings_become_quantizations_and_paths_become_paths():
         ({"latency_runs": 0}, "latency_runs"),
         ({"warmup_runs": -1}, "warmup_runs"),
         ({"crop": {"scale": 1.2}}, "crop must be a CropSpec"),
+        ({"float_first_conv": "no"}, "float_first_conv must be true or false; got 'no'"),
     ],
 )
 def test_invalid_options_name_the_field_and_value(overrides, match):
