@@ -37,8 +37,9 @@ _engine_option = click.option(
 _threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help="Threads for each worker's emotion model (and face detector, with --detector-engine litert). "
-    "Default: the usable cores shared among the workers, at most 2: 1 each for 2 workers on 2 cores, "
-    "2 for a sequential run of a file, 1 for a camera or stream.",
+    "Default: the usable cores shared among the workers, at most 2, less one beside mediapipe's detector: "
+    "1 each for 2 workers on 2 cores, 2 for a sequential run of a file with --detector-engine litert, "
+    "1 for a camera or stream.",
 )
 _workers_option = click.option(
     "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,

@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from edge.crop import crop_face
-from edge.detector import FaceDetectorOptions
+from edge.detector import DetectorEngine, FaceDetectorOptions
 from edge.errors import ConfigError, DataError, ManifestError
 from edge.model_spec import MANIFEST_NAME, CropSpec
 from edge.tracking import FaceTracker, ScoreSmoother, SmoothingOptions, TrackingOptions
@@ -42,7 +42,12 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def model_threads_for(workers: int, kind: SourceKind | str = SourceKind.VIDEO, cores: int | None = None) -> int:
+def model_threads_for(
+    workers: int,
+    kind: SourceKind | str = SourceKind.VIDEO,
+    cores: int | None = None,
+    engine: DetectorEngine | str = DetectorEngine.MEDIAPIPE,
+) -> int:
     """Threads for each worker's emotion model and LiteRT face detector, for a kind of source.
 
     The usable cores shared among the workers, 1 to ``MAX_MODEL_THREADS``. On 2
@@ -50,15 +55,20 @@ def model_threads_for(workers: int, kind: SourceKind | str = SourceKind.VIDEO, c
     only waits for the core the other worker holds (the classifier took 0.58-0.62
     ms a face against 0.43). A sequential run of a file gets both: with the
     litert detector, frame p50 fell from 3.4-3.6 to 2.7-2.9 ms and p95 from
-    4.8-5.3 to 4.2-4.7 ms (``ers bench --no-overlap --decode-ahead 0``). Beside
-    mediapipe's detector, which keeps threads of its own, the classifier's
-    second thread changed nothing. A live source gets 1: at camera rate the
-    second thread has to be woken for every frame, which cost more than it
-    saved (``ers bench --realtime``, litert: p50 4.1-4.5 ms against 5.0).
+    4.8-5.3 to 4.2-4.7 ms (``ers bench --no-overlap --decode-ahead 0``).
+    mediapipe's detector keeps threads of its own busy on a core after each
+    frame, so beside it the models share one core fewer: on 2 cores a
+    sequential run's classifier with a second thread took 0.51-0.55 ms a face
+    against 0.31 with one, and the frame p95 was 3.1-3.6 ms against 2.8-2.9
+    (Intel Xeon, AMX). A live source gets 1: at camera rate the second thread
+    has to be woken for every frame, which cost more than it saved (``ers bench
+    --realtime``, litert: p50 4.1-4.5 ms against 5.0).
     """
     if SourceKind(kind) is SourceKind.LIVE:
         return 1
     cores = usable_cores() if cores is None else cores
+    if DetectorEngine(engine) is DetectorEngine.MEDIAPIPE:
+        cores -= 1
     return max(1, min(MAX_MODEL_THREADS, cores // max(workers, 1)))
 
 
@@ -100,8 +110,9 @@ class PipelineOptions:
     ``model_dir`` None means the model shipped in ``edge/models/emotion``;
     ``variant`` None means the manifest's default variant; ``num_threads``
     is each worker's emotion model's and LiteRT face detector's (None:
-    ``model_threads_for(workers, source kind)``: 1 each for 2 workers on 2
-    cores, 2 for a sequential run of a file, 1 for a camera); ``workers`` is
+    ``model_threads_for(workers, source kind, detector engine)``: 1 each for 2
+    workers on 2 cores, 2 for a sequential run of a file beside the litert
+    detector, else 1); ``workers`` is
     how many frames an overlapped run analyses at once, each worker with a
     detector and classifier of its own (``Pipeline.frames_and_results`` says
     on which threads).
@@ -217,7 +228,7 @@ class Pipeline:
         detector_options = options.detector.resolve(source_kind)
         threads = options.num_threads
         if threads is None:
-            threads = model_threads_for(options.workers, source_kind)
+            threads = model_threads_for(options.workers, source_kind, engine=detector_options.engine)
         owned: list = []  # everything opened so far, closed again if a later part fails
         pairs = []
         try:

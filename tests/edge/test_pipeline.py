@@ -140,16 +140,22 @@ def test_from_options_builds_a_detector_and_classifier_per_worker_and_closes_the
     [(2, 2, 1), (1, 2, 2), (1, 1, 1), (3, 2, 1), (1, 16, 2), (2, 8, 2)],
 )
 def test_each_model_gets_the_cores_shared_among_the_workers_at_most_two(workers, cores, threads):
-    assert pipeline_module.model_threads_for(workers, SourceKind.VIDEO, cores) == threads
-    assert pipeline_module.model_threads_for(workers, "images", cores) == threads
-    assert pipeline_module.model_threads_for(workers, SourceKind.LIVE, cores) == 1  # frames at camera rate
+    assert pipeline_module.model_threads_for(workers, SourceKind.VIDEO, cores, "litert") == threads
+    assert pipeline_module.model_threads_for(workers, "images", cores, "litert") == threads
+    assert pipeline_module.model_threads_for(workers, SourceKind.LIVE, cores, "litert") == 1  # camera rate
+
+
+@pytest.mark.parametrize(("workers", "cores", "threads"), [(1, 2, 1), (2, 2, 1), (1, 3, 2), (2, 5, 2), (1, 16, 2)])
+def test_beside_mediapipe_the_models_share_one_core_fewer(workers, cores, threads):
+    assert pipeline_module.model_threads_for(workers, SourceKind.VIDEO, cores, "mediapipe") == threads
+    assert pipeline_module.model_threads_for(workers, SourceKind.VIDEO, cores) == threads  # the default engine
 
 
 @pytest.mark.parametrize("engine", ["mediapipe", "litert"])
-def test_from_options_gives_a_sequential_pipeline_more_model_threads_unless_told(tiny_model_dir, engine):
+def test_from_options_gives_a_sequential_pipeline_the_rule_s_model_threads_unless_told(tiny_model_dir, engine):
     detector = FaceDetectorOptions(engine=engine)
     with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=1, detector=detector)) as pipeline:
-        assert pipeline.model_threads == pipeline_module.model_threads_for(1)
+        assert pipeline.model_threads == pipeline_module.model_threads_for(1, engine=engine)
         assert len(list(pipeline.run(_frame(i) for i in range(2)))) == 2
     with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=1, detector=detector),
                                SourceKind.LIVE) as pipeline:
