@@ -22,7 +22,7 @@ class Quantization(str, Enum):
     FLOAT32 = "float32"  # plain conversion, the reference for the others
     FLOAT16 = "float16"  # weights stored as float16, computed in float32
     DYNAMIC = "dynamic"  # int8 weights, float activations (no calibration data)
-    INT8 = "int8"  # int8 weights and activations (ExportOptions.float_first_conv: but the first convolution)
+    INT8 = "int8"  # int8 weights and activations; float_first_conv keeps the image's convolution float32
 
     @property
     def file_name(self) -> str:

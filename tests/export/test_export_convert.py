@@ -77,16 +77,19 @@ def _saved(model, tmp_path) -> Path:
     return save_saved_model(model, tmp_path / "sm")
 
 
-@pytest.mark.parametrize("first", ["wide_conv", "dense"])
+@pytest.mark.parametrize("first", ["wide_conv", "dense", "conv_alone"])
 def test_int8_without_a_convolution_on_the_image_stays_int8_throughout(tmp_path, first):
     keras.utils.set_random_seed(0)
     channels = 8 if first == "wide_conv" else 1  # 8 channels are not an image's
     inputs = keras.Input((16, 16, channels))
-    x = keras.layers.Conv2D(4, 3)(inputs) if first == "wide_conv" else inputs
-    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
+    if first == "conv_alone":  # the image's convolution is all there is to quantize
+        outputs = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    else:
+        x = keras.layers.Conv2D(4, 3)(inputs) if first == "wide_conv" else inputs
+        outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
     images = np.random.default_rng(0).integers(0, 256, (10, 16, 16, channels)).astype(np.uint8)
     content = convert_to_tflite(_saved(keras.Model(inputs, outputs), tmp_path), "int8", images)
-    assert image_convolution(content) is None
+    assert (image_convolution(content) is None) is (first != "conv_alone")
     interpreter = Interpreter(model_content=content)
     assert interpreter.get_input_details()[0]["dtype"] == interpreter.get_output_details()[0]["dtype"] == np.int8
     assert all(dtype in (None, "int8") for _, dtype in _ops_with_kernel_dtypes(content))
