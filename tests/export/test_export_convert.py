@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
@@ -73,12 +71,8 @@ def test_int8_keeps_the_convolution_reading_the_image_in_float32(saved_model):
     np.testing.assert_allclose(mixed, (quantized.astype(np.float32) - zero_point) * scale, atol=0.05)
 
 
-def _saved(model, tmp_path) -> Path:
-    return save_saved_model(model, tmp_path / "sm")
-
-
 @pytest.mark.parametrize("first", ["wide_conv", "dense", "conv_alone"])
-def test_int8_without_a_convolution_on_the_image_stays_int8_throughout(tmp_path, first):
+def test_int8_stays_int8_throughout_when_no_image_convolution_can_stay_float32(tmp_path, first):
     keras.utils.set_random_seed(0)
     channels = 8 if first == "wide_conv" else 1  # 8 channels are not an image's
     inputs = keras.Input((16, 16, channels))
@@ -88,7 +82,7 @@ def test_int8_without_a_convolution_on_the_image_stays_int8_throughout(tmp_path,
         x = keras.layers.Conv2D(4, 3)(inputs) if first == "wide_conv" else inputs
         outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x))
     images = np.random.default_rng(0).integers(0, 256, (10, 16, 16, channels)).astype(np.uint8)
-    content = convert_to_tflite(_saved(keras.Model(inputs, outputs), tmp_path), "int8", images)
+    content = convert_to_tflite(save_saved_model(keras.Model(inputs, outputs), tmp_path / "sm"), "int8", images)
     assert (image_convolution(content) is None) is (first != "conv_alone")
     interpreter = Interpreter(model_content=content)
     assert interpreter.get_input_details()[0]["dtype"] == interpreter.get_output_details()[0]["dtype"] == np.int8
