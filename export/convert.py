@@ -181,12 +181,11 @@ def image_convolution(model_content: bytes) -> str | None:
     from ai_edge_litert.interpreter import Interpreter  # the runtime's interpreter reads the graph
 
     interpreter = Interpreter(model_content=model_content)
-    names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
-    shapes = {detail["index"]: detail["shape"] for detail in interpreter.get_tensor_details()}
+    tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
     for op in interpreter._get_ops_details():  # the public API lists tensors, not which op reads them
         if op["op_name"] == "CONV_2D":
-            kernel_channels = int(shapes[op["inputs"][1]][-1])  # kernels are OHWI
-            return names[op["outputs"][0]] if kernel_channels <= IMAGE_CHANNELS else None
+            kernel_channels = int(tensors[op["inputs"][1]]["shape"][-1])  # kernels are OHWI
+            return tensors[op["outputs"][0]]["name"] if kernel_channels <= IMAGE_CHANNELS else None
     return None
 
 
