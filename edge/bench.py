@@ -76,7 +76,8 @@ class BenchOptions:
     thread; None: as ``ers run`` does, ``sources.decode_ahead_for``) and
     ``decode_threads`` its FFmpeg threads (None: FFmpeg's choice);
     ``overlap`` decodes, detects and classifies the next frames on
-    ``workers`` workers (``Pipeline.frames_and_results``); None picks as
+    ``workers`` workers, the main thread the first of them when
+    ``caller_works`` (``Pipeline.frames_and_results``); None picks as
     ``ers run`` does (``pipeline.overlap_for``): overlapped, except
     ``realtime``, which plays a live source. ``draw``, ``encode`` and
     ``events`` add the annotated video and ``events.jsonl`` of ``ers run``
@@ -100,6 +101,7 @@ class BenchOptions:
     decode_threads: int | None = DECODE_THREADS
     overlap: bool | None = None
     workers: int = WORKERS
+    caller_works: bool = True
     frames: int = 300
     warmup_frames: int = 30
     draw: bool = False
@@ -180,7 +182,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
         pipeline_options = PipelineOptions(
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads,
-            workers=options.worker_count,
+            workers=options.worker_count, caller_works=options.caller_works,
         )
         if options.alternate_baseline:  # a baseline frame after each frame, warm-up included
             total = 2 * (options.warmup_frames + options.frames)
@@ -213,8 +215,10 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         notes.append(f"blocks of {BASELINE_BLOCK_FRAMES} frames alternate between the pipeline and the decode + "
                      "detect baseline")
     if options.overlapped:
-        if options.workers > 1:
+        if options.workers > 1 and options.caller_works:
             workers = f"{options.workers} workers (the main thread and {options.workers - 1} more) beside tracking"
+        elif options.workers > 1:
+            workers = f"{options.workers} worker threads (--dedicated-workers) beside tracking"
         else:
             workers = "a worker thread beside tracking"
         notes.append(f"decode, detect and classify of the next frames run on {workers} "
@@ -247,6 +251,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "decode_threads": clip.decode_threads,
             "overlap": options.overlapped,
             "workers": options.worker_count,
+            "caller_works": options.caller_works,
             "frames": options.frames,
             "warmup_frames": options.warmup_frames,
             "draw": options.draw,
@@ -465,7 +470,7 @@ def _with_baseline_blocks(
         warmup = 0
         rows = baseline.seconds[baseline.filled:baseline.filled + count]
         start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
-        items = processed_ahead(itertools.islice(iterator, count), detects)
+        items = processed_ahead(itertools.islice(iterator, count), detects, in_caller=pipeline.caller_works)
         try:
             for row, item in zip(rows, items):
                 row[:] = item.decode_s - clip.reopen_at.get(item.frame.index, 0.0), item.work_s

@@ -44,7 +44,13 @@ _threads_option = click.option(
 _workers_option = click.option(
     "--workers", type=click.IntRange(min=1), default=WORKERS, show_default=True,
     help="Frames detected and classified at once (with --overlap), each worker with its own "
-    "detector and classifier: one on a thread of its own; with more, the first works in the main thread.",
+    "detector and classifier: one on a thread of its own; with more, see --caller-works.",
+)
+_caller_works_option = click.option(
+    "--caller-works/--dedicated-workers", default=True, show_default=True,
+    help="With 2 or more --workers: the main thread is the first worker and works on the next frame whenever "
+    "the next result is not ready (the most frames per second), or each worker has a thread and the main "
+    "thread only tracks and writes (frames come out sooner: lower latency per frame).",
 )
 
 
@@ -107,6 +113,7 @@ _workers_option = click.option(
     "more frames per second from files, more latency. Default: on for files, off for cameras and streams.",
 )
 @_workers_option
+@_caller_works_option
 @_threads_option
 def run(
     source: str,
@@ -124,6 +131,7 @@ def run(
     max_frames: int | None,
     overlap: bool | None,
     workers: int,
+    caller_works: bool,
     threads: int | None,
 ) -> None:
     """Label every face in SOURCE: a webcam index (0), a stream URL, a video, an image or a folder.
@@ -143,6 +151,7 @@ def run(
             smoothing=SmoothingOptions(alpha=smoothing_alpha),
             num_threads=threads,
             workers=workers,
+            caller_works=caller_works,
         ),
         video=video,
         events=events,
@@ -196,6 +205,7 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     "for files. Default: on, off with --realtime (as for a camera).",
 )
 @_workers_option
+@_caller_works_option
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
 @click.option(
     "--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Frames to run before timing."
@@ -245,6 +255,7 @@ def bench(
     decode_threads: int,
     overlap: bool | None,
     workers: int,
+    caller_works: bool,
     frames: int,
     warmup: int,
     draw: bool,
@@ -277,6 +288,7 @@ def bench(
         decode_threads=decode_threads or None,
         overlap=overlap,
         workers=workers,
+        caller_works=caller_works,
         frames=frames,
         warmup_frames=warmup,
         draw=draw,

@@ -8,8 +8,10 @@ the GIL: OpenCV's decoder, mediapipe's C calls, LiteRT), handing
 frames (tracking, smoothing) and writes the outputs. With several workers
 (``OrderedWorkers``) each owns its stages, takes the next frame of the shared
 source in turn and files its result under the frame's place in the stream:
-the caller gets them in order. The caller's thread is the first of them: it
-works on the next frame itself rather than wait for one.
+the caller gets them in order. By default the caller's thread is the first
+of them: it works on the next frame itself rather than wait for one (the
+most frames per second); without that each worker has a thread and the
+caller's frames come out sooner.
 
 An exception in a worker (a broken file, a detector error) is raised again
 in the caller, in order, after the frames before it; stopping early (break,
@@ -21,6 +23,7 @@ files use it too, to decode ahead (``VideoFileSource(decode_ahead=N)``).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,6 +52,15 @@ class _Failed(NamedTuple):
 
 
 _END = object()
+
+
+def _yield_core() -> None:
+    """Let another thread that is ready to run have this thread's core (where the system can)."""
+    if _sched_yield is not None:
+        _sched_yield()
+
+
+_sched_yield = getattr(os, "sched_yield", None)  # POSIX; elsewhere the woken thread waits for its turn
 
 
 def _check_depth(depth: int) -> None:
@@ -142,10 +154,13 @@ class OrderedWorkers(Iterator[Processed[T]]):
 
     ``in_caller`` runs the first work function in the consumer's own thread:
     whenever the next result is not filed yet, the consumer takes the next
-    frame and works on it itself instead of waiting. On two cores that beat a
-    thread per worker: one thread fewer to share the cores and no hand-off for
-    the frames the consumer works on (single_face.mp4, two workers: 527-564
-    FPS against 474-518 in 6 interleaved pairs).
+    frame and works on it itself instead of waiting: on two cores one thread
+    fewer to share the cores and the most frames per second, but a frame
+    another worker finished meanwhile waits until the consumer's own is done.
+    Without it every worker has a thread and the consumer only waits: frames
+    come out after their own time. A worker that files the frame the consumer
+    waits for then gives up its core (``sched_yield``): on two busy cores the
+    woken consumer otherwise waited for a time slice, 1 ms at p95.
 
     Errors are raised in the consumer in stream order, after the frames before
     them; ``close()`` stops the workers after their current frame.
@@ -166,6 +181,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
         self._taken = 0  # frames taken from the source so far
         self._end: int | None = None  # place of the first frame that will never come
         self._next = 0  # place of the next frame to hand on
+        self._waiting = False  # the consumer waits for the next frame to be filed
         self.threads = [
             threading.Thread(target=self._work, args=(work,), name=f"ers-worker-{number}", daemon=True)
             for number, work in enumerate(works)
@@ -174,8 +190,11 @@ class OrderedWorkers(Iterator[Processed[T]]):
         for thread in self.threads:
             thread.start()
 
-    def _file(self, place: int, item: Processed[T] | _Failed | None) -> None:
-        """File ``item`` at ``place``; None marks the end of the source there, a failure ends it after."""
+    def _file(self, place: int, item: Processed[T] | _Failed | None) -> bool:
+        """File ``item`` at ``place``; None marks the end of the source there, a failure ends it after.
+
+        True when the consumer is waiting for just this place.
+        """
         with self._changed:
             if item is not None:
                 self._filed[place] = item
@@ -183,6 +202,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
                 last = place if item is None else place + 1
                 self._end = last if self._end is None else min(self._end, last)
             self._changed.notify_all()
+            return self._waiting and place == self._next
 
     def _work(self, work: Callable[[Frame], T]) -> None:
         while not self._stop.is_set() and self._end is None:
@@ -191,7 +211,8 @@ class OrderedWorkers(Iterator[Processed[T]]):
             if not self._take_and_work(work):
                 return
 
-    def _take_and_work(self, work: Callable[[Frame], T], caught: type[BaseException] = BaseException) -> bool:
+    def _take_and_work(self, work: Callable[[Frame], T], caught: type[BaseException] = BaseException,
+                       *, in_consumer: bool = False) -> bool:
         """Take the next frame (room for it already acquired), work on it and file the result;
         False when there is nothing more to take (stopped, the end, or an error filed).
 
@@ -219,7 +240,9 @@ class OrderedWorkers(Iterator[Processed[T]]):
         except caught as error:
             self._file(place, _Failed(error))
             return False
-        self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
+        processed = Processed(frame, value, started, decoded - started, perf_counter() - decoded)
+        if self._file(place, processed) and not in_consumer:
+            _yield_core()  # the consumer hands the frame on now, not after this thread's time slice
         return True
 
     def _work_in_caller(self) -> None:
@@ -231,16 +254,18 @@ class OrderedWorkers(Iterator[Processed[T]]):
                     return
             if not self._room.acquire(blocking=False):  # the frames in flight will be filed: wait for them
                 return
-            if not self._take_and_work(work, Exception):
+            if not self._take_and_work(work, Exception, in_consumer=True):
                 return
 
     def __next__(self) -> Processed[T]:
         self._work_in_caller()
         with self._changed:
+            self._waiting = True
             while self._next not in self._filed:
                 if (self._end is not None and self._next >= self._end) or self._stop.is_set():
                     break
                 self._changed.wait(0.1)
+            self._waiting = False
             item = self._filed.pop(self._next, None)
             self._next += 1
         if item is None:
@@ -266,19 +291,22 @@ def processed_ahead(
     frames: Iterable[Frame],
     work: Callable[[Frame], T] | Sequence[Callable[[Frame], T]],
     depth: int = DEFAULT_DEPTH,
+    *,
+    in_caller: bool = True,
 ) -> Iterator[Processed[T]]:
     """``Processed`` items for every frame of ``frames``, read and worked on by worker threads.
 
     ``work`` is one function per worker, each called only by its own worker:
     one (or a bare function) works on a thread of its own; with several
-    (``OrderedWorkers``) the first works in the caller's thread.
+    (``OrderedWorkers``) so does each, but for the first, which works in the
+    caller's thread ``in_caller``.
     """
     if not callable(work) and len(work) == 1:
         work = work[0]
     if callable(work):
         ahead: Ahead[Processed[T]] | OrderedWorkers[T] = Ahead(_process_each(frames, work), depth, "ers-worker")
     else:
-        ahead = OrderedWorkers(frames, work, depth, in_caller=True)
+        ahead = OrderedWorkers(frames, work, depth, in_caller=in_caller)
     try:
         yield from ahead
     finally:

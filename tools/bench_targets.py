@@ -137,24 +137,27 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
 @click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Warm-up frames per run.")
 @click.option("--fer-python", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A Python that has `fer`: also time it on the clip (once, 100 frames).")
+@click.option("--caller-works/--dedicated-workers", default=True, show_default=True,
+              help="Who works with the first of the overlapped workers' stages (`ers bench --help`).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures.")
 def main(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, rounds: int, frames: int,
-         warmup: int, fer_python: Path | None, json_path: Path | None) -> None:
+         warmup: int, fer_python: Path | None, caller_works: bool, json_path: Path | None) -> None:
     """Measure every speed target of the runtime and say which are met."""
     source = Path(clip) if clip and Path(clip).is_file() else sample_clip(clip or SAMPLE_CLIP)
     base = BenchOptions(source=source, model_dir=model_dir, variant=variant, detector_engine=detector_engine,
-                        frames=frames, warmup_frames=warmup, fer=False)
+                        frames=frames, warmup_frames=warmup, fer=False, caller_works=caller_works)
     warnings.simplefilter("ignore")  # numpy / protobuf notes from the native libraries
     figures = measure(base, rounds, progress=lambda line: click.echo(line, err=True))
     fer = fer_ratio(base, fer_python, 100) if fer_python is not None else None
     rows = summary(figures)
     machine = machine_info()
-    click.echo(f"{source.name}, {variant}, detector on {detector_engine}, {rounds} rounds of {frames} frames; "
+    workers = "" if caller_works else ", dedicated workers"
+    click.echo(f"{source.name}, {variant}, detector on {detector_engine}{workers}, {rounds} rounds of {frames} frames; "
                f"{machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
     click.echo(table(rows, fer))
     if json_path is not None:
         json_path.write_text(json.dumps({"clip": str(source), "variant": variant, "detector_engine": detector_engine,
-                                         "rounds": rounds, "frames": frames,
+                                         "caller_works": caller_works, "rounds": rounds, "frames": frames,
                                          "machine": machine, "targets": rows, "fer": fer}, indent=2) + "\n",
                              encoding="utf-8")
         click.echo(f"JSON: {json_path}")

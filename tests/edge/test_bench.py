@@ -131,12 +131,12 @@ def test_benchmark_gives_a_complete_report_on_a_short_clip(tmp_path, tiny_model_
     assert saved["settings"] == settings
 
 
-@pytest.mark.parametrize("overlap", [False, True])
-def test_baseline_times_decode_and_detect(tmp_path, tiny_model_dir, overlap):
+@pytest.mark.parametrize(("overlap", "caller_works"), [(False, True), (True, True), (True, False)])
+def test_baseline_times_decode_and_detect(tmp_path, tiny_model_dir, overlap, caller_works):
     """On alternate frames sequentially; in alternate blocks of frames with overlap."""
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(5), fps=10.0)
     report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=4, warmup_frames=1, baseline=True,
-                                    fer=False, overlap=overlap))
+                                    fer=False, overlap=overlap, caller_works=caller_works))
     assert report.baseline["fps"] > 0 and report.baseline["detect_ms"] > 0 and report.baseline["decode_ms"] >= 0
     assert report.added_percent == pytest.approx(100.0 * (report.latency.p50_ms / report.baseline["frame_ms_p50"] - 1))
     assert report.added_percent_mean == pytest.approx(100.0 * (report.baseline["fps"] / report.fps - 1.0))
@@ -145,7 +145,7 @@ def test_baseline_times_decode_and_detect(tmp_path, tiny_model_dir, overlap):
     assert any("played 2 times" in note for note in report.notes)  # 9 or 10 frames from a 5-frame clip
     assert any("blocks of 200 frames alternate" in note for note in report.notes) is overlap
     assert any(note.startswith("frames alternate") for note in report.notes) is (not overlap)
-    assert report.settings["workers"] == (2 if overlap else 1)
+    assert report.settings["workers"] == (2 if overlap else 1) and report.settings["caller_works"] is caller_works
 
 
 def test_an_overlapped_baseline_alternates_blocks_with_the_pipeline(tmp_path, tiny_model_dir, monkeypatch):
@@ -325,6 +325,7 @@ def test_bench_help_lists_the_options():
         "--model-dir", "--variant", "--threads", "--detector", "--frames", "--warmup", "--no-draw",
         "--no-encode", "--no-events", "--faces", "--fer", "--json", "--decode-ahead", "--baseline",
         "--workers", "--realtime", "--no-overlap", "--decode-threads", "--detector-engine",
+        "--caller-works", "--dedicated-workers",
     ):  # fmt: skip
         assert flag in result.output
 
@@ -342,6 +343,11 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     assert data["settings"]["workers"] == 3 and data["settings"]["overlap"] is True
     assert data["settings"]["detector_engine"] == "litert"
     assert data["settings"]["decode_threads"] == 1 and "(1 FFmpeg thread)" in result.output
+    assert data["settings"]["caller_works"] is True and "the main thread and 2 more" in result.output
+    dedicated = CliRunner().invoke(cli, [*args, "--dedicated-workers", "--json", str(tmp_path / "d.json")])
+    assert dedicated.exit_code == 0, dedicated.output
+    assert "2 worker threads (--dedicated-workers)" in dedicated.output
+    assert json.loads((tmp_path / "d.json").read_text())["settings"]["caller_works"] is False
     ffmpeg_choice = CliRunner().invoke(cli, [*args, "--decode-threads", "0", "--json", str(tmp_path / "c.json")])
     assert ffmpeg_choice.exit_code == 0, ffmpeg_choice.output
     assert "FFmpeg's own threads" in ffmpeg_choice.output

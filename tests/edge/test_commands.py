@@ -20,6 +20,8 @@ def test_run_help_lists_the_options():
         "--min-face-size",
         "--smoothing-alpha",
         "--workers",
+        "--caller-works",
+        "--dedicated-workers",
         "--out-dir",
         "--no-video",
         "--no-events",
@@ -91,3 +93,19 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
     assert bad_choice.exit_code == 2
     bad_engine = runner.invoke(cli, ["run", "0", "--detector-engine", "tflite"])
     assert bad_engine.exit_code == 2 and "tflite" in bad_engine.output
+
+
+def test_run_passes_who_works_on_frames_to_the_pipeline(tmp_path, tiny_model_dir, five_frame_video, monkeypatch):
+    seen = []
+    real = pipeline_module.Pipeline.frames_and_results
+
+    def recorded(self, frames, **kwargs):
+        seen.append((self.caller_works, kwargs.get("overlap")))
+        return real(self, frames, **kwargs)
+
+    monkeypatch.setattr(pipeline_module.Pipeline, "frames_and_results", recorded)
+    args = ["run", str(five_frame_video), "--model-dir", str(tiny_model_dir), "--no-display", "--no-video"]
+    for flag, out in (("--dedicated-workers", "a"), ("--caller-works", "b")):
+        result = CliRunner().invoke(cli, [*args, flag, "--out-dir", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+    assert seen == [(False, True), (True, True)]

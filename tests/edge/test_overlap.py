@@ -159,9 +159,11 @@ def test_ordered_workers_need_a_work_function_and_end_cleanly_on_an_empty_source
     assert not any(thread.is_alive() for thread in workers.threads)
 
 
-def test_with_several_workers_the_first_works_in_the_callers_thread():
+@pytest.mark.parametrize("caller_works", [True, False])
+def test_with_several_workers_the_first_works_in_the_callers_thread_or_its_own(caller_works):
     detectors = [RecordingDetector(BOXES, delay_s=0.001) for _ in range(2)]
-    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_workers=[(detectors[1], FakeClassifier())])
+    pipeline = Pipeline(detectors[0], FakeClassifier(), extra_workers=[(detectors[1], FakeClassifier())],
+                        caller_works=caller_works)
     before = set(threading.enumerate())
     started = []
     results = []
@@ -169,9 +171,28 @@ def test_with_several_workers_the_first_works_in_the_callers_thread():
         started.extend(t.name for t in set(threading.enumerate()) - before)
         results.append(result)
     assert [result.frame_index for result in results] == list(range(20))
-    assert {thread for thread, _ in detectors[0].seen} == {threading.current_thread().name}
+    first = threading.current_thread().name if caller_works else "ers-worker-0"
+    assert {thread for thread, _ in detectors[0].seen} == {first}
     assert {thread for thread, _ in detectors[1].seen} == {"ers-worker-1"}
-    assert set(started) == {"ers-worker-1"}  # one thread fewer than workers
+    assert set(started) == ({"ers-worker-1"} if caller_works else {"ers-worker-0", "ers-worker-1"})
+
+
+def test_a_worker_gives_up_its_core_only_when_it_files_the_frame_the_consumer_waits_for(monkeypatch):
+    import edge.overlap as overlap
+
+    yields = []
+    monkeypatch.setattr(overlap, "_yield_core", lambda: yields.append(threading.current_thread().name))
+    workers = OrderedWorkers(_frames(10), [lambda frame: time.sleep(0.005) or frame.index] * 2, in_caller=False)
+    assert [item.value for item in workers] == list(range(10))
+    assert yields and set(yields) <= {"ers-worker-0", "ers-worker-1"}
+    yields.clear()
+    in_caller = OrderedWorkers(_frames(10), [lambda frame: time.sleep(0.005) or frame.index], in_caller=True)
+    assert [item.value for item in in_caller] == list(range(10))
+    assert yields == []  # the consumer's own frames wake nobody
+    ahead_of_a_slow_consumer = OrderedWorkers(_frames(10), [lambda frame: frame.index] * 2, in_caller=False)
+    for item in ahead_of_a_slow_consumer:
+        time.sleep(0.01)  # the next frames are filed meanwhile: nobody waits for them
+    assert len(yields) <= 2  # at most while the consumer waits for the first frames
 
 
 def test_ordered_workers_in_the_caller_alone_start_no_thread_and_keep_the_order():

@@ -105,6 +105,8 @@ def test_pipeline_options_are_validated():
     for workers in (0, 1.5, True):
         with pytest.raises(ConfigError, match="workers"):
             PipelineOptions(workers=workers)
+    with pytest.raises(ConfigError, match="caller_works must be True or False; got 'no'"):
+        PipelineOptions(caller_works="no")
     assert PipelineOptions(model_dir="some/dir").model_dir == Path("some/dir")
 
 
@@ -123,7 +125,8 @@ def test_overlap_for_a_kind_of_source(kind, asked, expected):
 
 
 def test_from_options_builds_a_detector_and_classifier_per_worker_and_closes_them(tiny_model_dir):
-    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=3)) as pipeline:
+    with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=3, caller_works=False)) as pipeline:
+        assert pipeline.caller_works is False
         workers = pipeline.workers
         assert len(workers) == 3 and workers[0] == (pipeline.detector, pipeline.classifier)
         assert len({id(part) for pair in workers for part in pair}) == 6
