@@ -54,13 +54,9 @@ class _Failed(NamedTuple):
 _END = object()
 
 
-def _yield_core() -> None:
-    """Let another thread that is ready to run have this thread's core (where the system can)."""
-    if _sched_yield is not None:
-        _sched_yield()
-
-
-_sched_yield = getattr(os, "sched_yield", None)  # POSIX; elsewhere the woken thread waits for its turn
+# Lets a thread that is ready to run have this thread's core now. Without sched_yield (Windows)
+# the woken thread waits for its turn.
+_yield_core: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 
 
 def _check_depth(depth: int) -> None:
@@ -211,8 +207,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
             if not self._take_and_work(work):
                 return
 
-    def _take_and_work(self, work: Callable[[Frame], T], caught: type[BaseException] = BaseException,
-                       *, in_consumer: bool = False) -> bool:
+    def _take_and_work(self, work: Callable[[Frame], T], caught: type[BaseException] = BaseException) -> bool:
         """Take the next frame (room for it already acquired), work on it and file the result;
         False when there is nothing more to take (stopped, the end, or an error filed).
 
@@ -241,7 +236,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
             self._file(place, _Failed(error))
             return False
         processed = Processed(frame, value, started, decoded - started, perf_counter() - decoded)
-        if self._file(place, processed) and not in_consumer:
+        if self._file(place, processed) and self._caller_work is None:
             _yield_core()  # the consumer hands the frame on now, not after this thread's time slice
         return True
 
@@ -254,7 +249,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
                     return
             if not self._room.acquire(blocking=False):  # the frames in flight will be filed: wait for them
                 return
-            if not self._take_and_work(work, Exception, in_consumer=True):
+            if not self._take_and_work(work, Exception):
                 return
 
     def __next__(self) -> Processed[T]:

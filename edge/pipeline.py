@@ -351,11 +351,10 @@ class Pipeline:
         the next result is not ready: the most frames per second, but a frame
         another worker finished meanwhile waits for the one this thread took.
         Otherwise the first pair has a thread too and this one only tracks
-        and hands on: frames come out after their own time (on 2 cores the
-        p95 latency of single_face.mp4 was 20-33% lower, and frames per
-        second 5% fewer to 6% more, by detector engine). ``timings`` then
-        also gets ``decode`` (reading the frame) and ``started``
-        (``perf_counter()`` when the frame was asked for).
+        and hands on: frames come out after their own time, a lower p95
+        latency for a few % fewer frames per second (README, "Benchmark").
+        ``timings`` then also gets ``decode`` (reading the frame) and
+        ``started`` (``perf_counter()`` when the frame was asked for).
         """
         if independent is None:
             independent = getattr(frames, "kind", None) == SourceKind.IMAGES

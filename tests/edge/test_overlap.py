@@ -177,7 +177,7 @@ def test_with_several_workers_the_first_works_in_the_callers_thread_or_its_own(c
     assert set(started) == ({"ers-worker-1"} if caller_works else {"ers-worker-0", "ers-worker-1"})
 
 
-def test_a_worker_gives_up_its_core_only_when_it_files_the_frame_the_consumer_waits_for(monkeypatch):
+def test_a_dedicated_worker_gives_up_its_core_only_when_the_consumer_waits_for_its_frame(monkeypatch):
     import edge.overlap as overlap
 
     yields = []
@@ -186,9 +186,9 @@ def test_a_worker_gives_up_its_core_only_when_it_files_the_frame_the_consumer_wa
     assert [item.value for item in workers] == list(range(10))
     assert yields and set(yields) <= {"ers-worker-0", "ers-worker-1"}
     yields.clear()
-    in_caller = OrderedWorkers(_frames(10), [lambda frame: time.sleep(0.005) or frame.index], in_caller=True)
+    in_caller = OrderedWorkers(_frames(10), [lambda frame: time.sleep(0.005) or frame.index] * 2, in_caller=True)
     assert [item.value for item in in_caller] == list(range(10))
-    assert yields == []  # the consumer's own frames wake nobody
+    assert yields == []  # a consumer that works itself is woken the usual way
     ahead_of_a_slow_consumer = OrderedWorkers(_frames(10), [lambda frame: frame.index] * 2, in_caller=False)
     for item in ahead_of_a_slow_consumer:
         time.sleep(0.01)  # the next frames are filed meanwhile: nobody waits for them
