@@ -11,7 +11,10 @@ source in turn and files its result under the frame's place in the stream:
 the caller gets them in order. By default the caller's thread is the first
 of them: it works on the next frame itself rather than wait for one (the
 most frames per second); without that each worker has a thread and the
-caller's frames come out sooner.
+caller's frames come out sooner. A work function may work in steps (a
+generator function that yields between its stages and returns the result):
+the caller then hands on a frame another worker filed between the steps of
+its own, instead of after all of them.
 
 An exception in a worker (a broken file, a detector error) is raised again
 in the caller, in order, after the frames before it; stopping early (break,
@@ -26,9 +29,10 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from time import perf_counter
-from typing import Generic, NamedTuple, TypeVar
+from types import GeneratorType
+from typing import Generic, NamedTuple, TypeVar, Union
 
 from edge.types import Frame
 
@@ -49,6 +53,41 @@ class Processed(NamedTuple, Generic[T]):
 
 class _Failed(NamedTuple):
     error: BaseException
+
+
+# What a work function returns for a frame: the value, or a generator that works on it in steps
+# (yielding between them) and returns the value.
+Work = Callable[[Frame], Union[T, Generator[None, None, T]]]
+
+
+def finish(outcome: T | Generator[None, None, T]) -> T:
+    """A work function's value for a frame: ``outcome`` itself, or what its steps return once all have run."""
+    if not isinstance(outcome, GeneratorType):
+        return outcome
+    while True:
+        try:
+            next(outcome)
+        except StopIteration as end:
+            return end.value
+
+
+def _in_steps(work: Work[T], frame: Frame) -> Generator[None, None, T]:
+    """``work`` on ``frame`` as steps, even when it works in one go."""
+    outcome = work(frame)
+    if isinstance(outcome, GeneratorType):
+        return (yield from outcome)
+    return outcome
+
+
+class _InWork(NamedTuple):
+    """The consumer's own frame between two of its steps."""
+
+    place: int
+    frame: Frame
+    started: float
+    decode_s: float
+    steps: Generator
+    work_s: float  # seconds its steps took so far
 
 
 _END = object()
@@ -126,7 +165,7 @@ class Ahead(Iterator[T]):
             self.thread.join(_JOIN_TIMEOUT_S)
 
 
-def _process_each(frames: Iterable[Frame], work: Callable[[Frame], T]) -> Iterator[Processed[T]]:
+def _process_each(frames: Iterable[Frame], work: Work[T]) -> Iterator[Processed[T]]:
     iterator = iter(frames)
     while True:
         started = perf_counter()
@@ -134,7 +173,7 @@ def _process_each(frames: Iterable[Frame], work: Callable[[Frame], T]) -> Iterat
         if frame is None:
             return
         decoded = perf_counter()
-        value = work(frame)
+        value = finish(work(frame))
         yield Processed(frame, value, started, decoded - started, perf_counter() - decoded)
 
 
@@ -152,8 +191,11 @@ class OrderedWorkers(Iterator[Processed[T]]):
     whenever the next result is not filed yet, the consumer takes the next
     frame and works on it itself instead of waiting: on two cores one thread
     fewer to share the cores and the most frames per second, but a frame
-    another worker finished meanwhile waits until the consumer's own is done.
-    Without it every worker has a thread and the consumer only waits: frames
+    another worker finished meanwhile waits until the consumer's own is done,
+    or, when the work goes in steps (``Work``), until its current step is:
+    between steps the consumer hands on what was filed and comes back to its
+    frame at the next call. Without it every worker has a thread and the
+    consumer only waits: frames
     come out after their own time. A worker that files the frame the consumer
     waits for then gives up its core (``sched_yield``): on two busy cores the
     woken consumer otherwise waited for a time slice, 1 ms at p95.
@@ -162,7 +204,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
     them; ``close()`` stops the workers after their current frame.
     """
 
-    def __init__(self, frames: Iterable[Frame], works: Sequence[Callable[[Frame], T]],
+    def __init__(self, frames: Iterable[Frame], works: Sequence[Work[T]],
                  depth: int = DEFAULT_DEPTH, *, in_caller: bool = False) -> None:
         _check_depth(depth)
         if not works:
@@ -178,6 +220,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
         self._end: int | None = None  # place of the first frame that will never come
         self._next = 0  # place of the next frame to hand on
         self._waiting = False  # the consumer waits for the next frame to be filed
+        self._own: _InWork | None = None  # the consumer's own frame, between two of its steps
         self.threads = [
             threading.Thread(target=self._work, args=(work,), name=f"ers-worker-{number}", daemon=True)
             for number, work in enumerate(works)
@@ -200,16 +243,26 @@ class OrderedWorkers(Iterator[Processed[T]]):
             self._changed.notify_all()
             return self._waiting and place == self._next
 
-    def _work(self, work: Callable[[Frame], T]) -> None:
+    def _work(self, work: Work[T]) -> None:
         while not self._stop.is_set() and self._end is None:
             if not self._room.acquire(timeout=0.05):
                 continue
-            if not self._take_and_work(work):
+            taken = self._take_frame(BaseException)
+            if taken is None:
                 return
+            place, frame, started, decoded = taken
+            try:
+                value = finish(work(frame))
+            except BaseException as error:  # raised in the consumer, in order
+                self._file(place, _Failed(error))
+                return
+            processed = Processed(frame, value, started, decoded - started, perf_counter() - decoded)
+            if self._file(place, processed) and self._caller_work is None:
+                _yield_core()  # the consumer hands the frame on now, not after this thread's time slice
 
-    def _take_and_work(self, work: Callable[[Frame], T], caught: type[BaseException] = BaseException) -> bool:
-        """Take the next frame (room for it already acquired), work on it and file the result;
-        False when there is nothing more to take (stopped, the end, or an error filed).
+    def _take_frame(self, caught: type[BaseException]) -> tuple[int, Frame, float, float] | None:
+        """The next frame with its place, when it was asked for and when it was read (room for it
+        already acquired); None when there is nothing more to take (stopped, the end, or an error filed).
 
         Errors of the kind ``caught`` are filed, to be raised in the consumer in
         order; the consumer's own work lets Ctrl+C and the like through at once.
@@ -217,40 +270,54 @@ class OrderedWorkers(Iterator[Processed[T]]):
         with self._take:
             if self._stop.is_set() or self._end is not None:
                 self._room.release()
-                return False
+                return None
             place = self._taken
             started = perf_counter()
             try:
                 frame = next(self._frames, None)
-            except caught as error:  # raised in the consumer, in order
+            except caught as error:
                 self._file(place, _Failed(error))
-                return False
+                return None
             if frame is None:
                 self._file(place, None)
-                return False
+                return None
             self._taken += 1
-        decoded = perf_counter()
-        try:
-            value = work(frame)
-        except caught as error:
-            self._file(place, _Failed(error))
-            return False
-        processed = Processed(frame, value, started, decoded - started, perf_counter() - decoded)
-        if self._file(place, processed) and self._caller_work is None:
-            _yield_core()  # the consumer hands the frame on now, not after this thread's time slice
-        return True
+            return place, frame, started, perf_counter()
 
     def _work_in_caller(self) -> None:
-        """Work on frames in the consumer's thread until the next result is filed or no frame can be taken."""
+        """Work on frames in the consumer's thread, a step at a time, until the next result is filed
+        or no frame can be taken."""
         work = self._caller_work
         while work is not None:
             with self._changed:
-                if self._next in self._filed or self._end is not None or self._stop.is_set():
+                if self._next in self._filed or self._stop.is_set():
                     return
-            if not self._room.acquire(blocking=False):  # the frames in flight will be filed: wait for them
-                return
-            if not self._take_and_work(work, Exception):
-                return
+            if self._own is not None:
+                self._step_own()
+            elif self._end is not None or not self._room.acquire(blocking=False):
+                return  # the frames in flight will be filed: wait for them
+            else:
+                taken = self._take_frame(Exception)
+                if taken is None:
+                    return
+                place, frame, started, decoded = taken
+                self._own = _InWork(place, frame, started, decoded - started, _in_steps(work, frame), 0.0)
+
+    def _step_own(self) -> None:
+        """Run the next step of the consumer's own frame; file the frame once its steps are done."""
+        own = self._own
+        begun = perf_counter()
+        try:
+            next(own.steps)
+        except StopIteration as end:
+            self._own = None
+            self._file(own.place, Processed(own.frame, end.value, own.started, own.decode_s,
+                                            own.work_s + perf_counter() - begun))
+        except Exception as error:
+            self._own = None
+            self._file(own.place, _Failed(error))
+        else:
+            self._own = own._replace(work_s=own.work_s + perf_counter() - begun)
 
     def __next__(self) -> Processed[T]:
         self._work_in_caller()
@@ -277,6 +344,9 @@ class OrderedWorkers(Iterator[Processed[T]]):
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
+        own, self._own = self._own, None
+        if own is not None:
+            own.steps.close()
         for thread in self.threads:
             if thread is not threading.current_thread():
                 thread.join(_JOIN_TIMEOUT_S)
@@ -284,7 +354,7 @@ class OrderedWorkers(Iterator[Processed[T]]):
 
 def processed_ahead(
     frames: Iterable[Frame],
-    work: Callable[[Frame], T] | Sequence[Callable[[Frame], T]],
+    work: Work[T] | Sequence[Work[T]],
     depth: int = DEFAULT_DEPTH,
     *,
     in_caller: bool = True,
@@ -294,7 +364,8 @@ def processed_ahead(
     ``work`` is one function per worker, each called only by its own worker:
     one (or a bare function) works on a thread of its own; with several
     (``OrderedWorkers``) so does each, but for the first, which works in the
-    caller's thread ``in_caller``.
+    caller's thread ``in_caller``, a step at a time when it works in steps
+    (``Work``).
     """
     if not callable(work) and len(work) == 1:
         work = work[0]
@@ -308,4 +379,4 @@ def processed_ahead(
         ahead.close()
 
 
-__all__ = ["Ahead", "OrderedWorkers", "Processed", "processed_ahead", "DEFAULT_DEPTH"]
+__all__ = ["Ahead", "OrderedWorkers", "Processed", "Work", "finish", "processed_ahead", "DEFAULT_DEPTH"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_testing import FakeClassifier, FakeDetector
-from edge.overlap import Ahead, OrderedWorkers, processed_ahead
+from edge.overlap import Ahead, OrderedWorkers, finish, processed_ahead
 from edge.pipeline import Pipeline
 from edge.types import Frame
 
@@ -229,3 +229,68 @@ def test_one_work_function_in_a_list_still_works_on_a_thread_of_its_own():
     items = list(processed_ahead(_frames(3), [lambda frame: seen.append(threading.current_thread().name)]))
     assert [item.frame.index for item in items] == [0, 1, 2]
     assert set(seen) == {"ers-worker"}
+
+
+def test_work_in_steps_runs_to_its_value_and_a_plain_value_passes_through():
+    def steps():
+        yield
+        yield
+        return "done"
+
+    assert finish(steps()) == "done"
+    assert finish([1, 2]) == [1, 2]
+
+
+def _stepping_workers(events: list, frames: int = 2) -> OrderedWorkers:
+    """The caller's work in two steps of 0.1 s; the other worker's frames take 0.02 s and start first."""
+    helper_started = threading.Event()
+
+    def helper(frame):
+        helper_started.set()
+        time.sleep(0.02)
+        return frame.index
+
+    def caller_steps(frame):
+        try:
+            events.append(("step 1", frame.index))
+            time.sleep(0.1)
+            yield
+            events.append(("step 2", frame.index))
+            return frame.index
+        finally:
+            events.append(("ended", frame.index))
+
+    workers = OrderedWorkers(_frames(frames), [caller_steps, helper], in_caller=True)
+    assert helper_started.wait(5)  # the other worker holds frame 0: the caller takes frame 1
+    return workers
+
+
+def test_the_caller_hands_on_a_frame_filed_meanwhile_between_the_steps_of_its_own():
+    events = []
+    items = []
+    for item in _stepping_workers(events):
+        events.append(("handed on", item.value))
+        items.append(item)
+    assert events == [("step 1", 1), ("handed on", 0), ("step 2", 1), ("ended", 1), ("handed on", 1)]
+    assert 0.1 <= items[1].work_s < 0.2  # its steps' time, not the time it spent handing frame 0 on
+
+
+def test_closing_the_workers_ends_the_callers_frame_between_its_steps():
+    events = []
+    workers = _stepping_workers(events)
+    assert next(workers).value == 0
+    workers.close()
+    assert events == [("step 1", 1), ("ended", 1)]
+
+
+def test_an_error_in_a_later_step_of_the_callers_work_is_raised_in_order():
+    def steps(frame):
+        yield
+        if frame.index == 2:
+            raise ValueError("frame 2 fails in its second step")
+        return frame.index
+
+    workers = OrderedWorkers(_frames(5), [steps], in_caller=True)
+    assert [next(workers).value for _ in range(2)] == [0, 1]
+    with pytest.raises(ValueError, match="frame 2"):
+        next(workers)

@@ -48,6 +48,23 @@ def test_all_faces_of_a_frame_are_classified_in_one_call_with_the_manifest_crop(
     assert face.confidence == pytest.approx(max(face.smoothed_probs))
 
 
+def test_analyse_in_steps_pauses_between_detecting_and_classifying_and_gives_the_same_analysis():
+    boxes = [(10, 10, 30, 30), (100, 50, 140, 90)]
+    detector, classifier = FakeDetector(boxes), FakeClassifier()
+    steps = Pipeline(detector, classifier).analyse_steps(_frame())
+    next(steps)  # paused after detecting: nothing classified yet
+    assert detector.calls == 1 and classifier.batches == []
+    with pytest.raises(StopIteration) as end:
+        next(steps)
+    stepped = end.value.value
+    whole = Pipeline(FakeDetector(boxes), FakeClassifier()).analyse(_frame())
+    assert stepped.detections == whole.detections
+    np.testing.assert_array_equal(stepped.raw, whole.raw)
+    no_face = Pipeline(FakeDetector([]), FakeClassifier()).analyse_steps(_frame())
+    with pytest.raises(StopIteration):  # nothing to classify: no pause
+        next(no_face)
+
+
 def test_tracks_and_smoothing_carry_over_between_frames():
     detector = FakeDetector({0: [(10, 10, 50, 50)], 1: [(12, 11, 52, 51)]})
     pipeline = Pipeline(
