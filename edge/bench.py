@@ -158,6 +158,8 @@ class BenchOptions:
             _whole("faces", self.faces, 1)
             if self.faces > MAX_FACES:
                 raise ConfigError(f"faces must be at most {MAX_FACES}; got {self.faces}")
+        if not isinstance(self.caller_works, bool):
+            raise ConfigError(f"caller_works must be True or False; got {self.caller_works!r}")
         if self.realtime and (self.baseline or self.fer):
             raise ConfigError("realtime measures latency at the clip's frame rate; the baseline and fer "
                               "compare frames per second: run them without realtime")

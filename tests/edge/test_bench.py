@@ -35,6 +35,7 @@ from edge_testing import synthetic_frames, write_video
         ({"fer_frames": 0}, "fer_frames"),
         ({"frames": True}, "frames"),
         ({"workers": 0}, "workers"),
+        ({"caller_works": "no"}, "caller_works"),
         ({"realtime": True, "baseline": True}, "realtime"),
         ({"realtime": True, "fer": True}, "realtime"),
     ],
