@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from time import perf_counter
 from types import GeneratorType
-from typing import Generic, NamedTuple, TypeVar, Union
+from typing import Generic, NamedTuple, TypeVar
 
 from edge.types import Frame
 
@@ -57,7 +57,7 @@ class _Failed(NamedTuple):
 
 # What a work function returns for a frame: the value, or a generator that works on it in steps
 # (yielding between them) and returns the value.
-Work = Callable[[Frame], Union[T, Generator[None, None, T]]]
+Work = Callable[[Frame], T | Generator[None, None, T]]
 
 
 def finish(outcome: T | Generator[None, None, T]) -> T:
