@@ -195,10 +195,10 @@ class OrderedWorkers(Iterator[Processed[T]]):
     or, when the work goes in steps (``Work``), until its current step is:
     between steps the consumer hands on what was filed and comes back to its
     frame at the next call. Without it every worker has a thread and the
-    consumer only waits: frames
-    come out after their own time. A worker that files the frame the consumer
-    waits for then gives up its core (``sched_yield``): on two busy cores the
-    woken consumer otherwise waited for a time slice, 1 ms at p95.
+    consumer only waits: frames come out after their own time. A worker that
+    files the frame the consumer waits for then gives up its core
+    (``sched_yield``): on two busy cores the woken consumer otherwise waited
+    for a time slice, 1 ms at p95.
 
     Errors are raised in the consumer in stream order, after the frames before
     them; ``close()`` stops the workers after their current frame.
