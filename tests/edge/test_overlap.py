@@ -241,8 +241,8 @@ def test_work_in_steps_runs_to_its_value_and_a_plain_value_passes_through():
     assert finish([1, 2]) == [1, 2]
 
 
-def _stepping_workers(events: list, frames: int = 2) -> OrderedWorkers:
-    """The caller's work in two steps of 0.1 s; the other worker's frames take 0.02 s and start first."""
+def _stepping_workers(events: list) -> OrderedWorkers:
+    """Two frames: the caller's work in two steps of 0.1 s; the other worker's frames take 0.02 s and start first."""
     helper_started = threading.Event()
 
     def helper(frame):
@@ -260,7 +260,7 @@ def _stepping_workers(events: list, frames: int = 2) -> OrderedWorkers:
         finally:
             events.append(("ended", frame.index))
 
-    workers = OrderedWorkers(_frames(frames), [caller_steps, helper], in_caller=True)
+    workers = OrderedWorkers(_frames(2), [caller_steps, helper], in_caller=True)
     assert helper_started.wait(5)  # the other worker holds frame 0: the caller takes frame 1
     return workers
 
