@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -340,42 +340,49 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     alternate = options.alternate_baseline
     arrivals: dict[int, float] | None = {} if options.realtime else None
     frames_in = clip if arrivals is None else _paced(clip, clip.fps, arrivals)
-    timed = _timed_frames(pipeline, frames_in, clip, options, baseline if options.baseline else None)
     elapsed = cpu_s = baseline_wall_s = 0.0
     threads = 0
+    indices = itertools.count(-options.warmup_frames)
+    wall_start = cpu_start = reopen_start = 0.0
+
+    def handle(frame: Frame, result: FrameResult) -> None:
+        """Draw, encode and write one frame's result as asked, and record its times."""
+        nonlocal wall_start, cpu_start, reopen_start, threads
+        index = next(indices)
+        processed = drawn = perf_counter()
+        image = None
+        if draw:
+            image = video.render(frame, result)
+            drawn = perf_counter()
+        encoded = drawn
+        if encode:
+            video.write_image(image if image is not None else cv2.cvtColor(frame.image_rgb, cv2.COLOR_RGB2BGR))
+            encoded = perf_counter()
+        written = encoded
+        if events is not None:
+            events.write(frame, result)
+            written = perf_counter()
+        if index >= 0:
+            reopen = clip.reopen_at.get(frame.index, 0.0)  # the file opened again: not decoding
+            row = stage_seconds[index]
+            started = timings["started"] if arrivals is None else arrivals[frame.index]
+            row[0] = timings["started"] + timings["decode"] - started - reopen
+            row[1:5] = timings["detect"], timings["preprocess"], timings["classify"], timings["track"]
+            row[5:8] = drawn - processed, encoded - drawn, written - encoded
+            latency[index] = written - started - reopen
+            faces[index] = len(result.faces)
+        if index == -1:  # the last warm-up frame is out: the timed frames start now
+            wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+            if arrivals is not None:  # paced: from its arrival, so the window holds one interval per frame
+                wall_start = arrivals[frame.index]
+        if index == frames - 1:
+            threads = process_threads()  # while the workers still run
+
     try:
         wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
-        for index, (frame, result) in enumerate(timed, -options.warmup_frames):
-            processed = drawn = perf_counter()
-            image = None
-            if draw:
-                image = video.render(frame, result)
-                drawn = perf_counter()
-            encoded = drawn
-            if encode:
-                video.write_image(image if image is not None else cv2.cvtColor(frame.image_rgb, cv2.COLOR_RGB2BGR))
-                encoded = perf_counter()
-            written = encoded
-            if events is not None:
-                events.write(frame, result)
-                written = perf_counter()
-            if index >= 0:
-                reopen = clip.reopen_at.get(frame.index, 0.0)  # the file opened again: not decoding
-                row = stage_seconds[index]
-                started = timings["started"] if arrivals is None else arrivals[frame.index]
-                row[0] = timings["started"] + timings["decode"] - started - reopen
-                row[1:5] = timings["detect"], timings["preprocess"], timings["classify"], timings["track"]
-                row[5:8] = drawn - processed, encoded - drawn, written - encoded
-                latency[index] = written - started - reopen
-                faces[index] = len(result.faces)
-            if index == -1:  # the last warm-up frame is out: the timed frames start now
-                wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
-                if arrivals is not None:  # paced: from its arrival, so the window holds one interval per frame
-                    wall_start = arrivals[frame.index]
+        _run_timed(pipeline, frames_in, clip, options, baseline if options.baseline else None, handle)
         elapsed = perf_counter() - wall_start - (clip.reopen_total_s - reopen_start)
         cpu_s = time.process_time() - cpu_start
-        threads = process_threads()
-        timed.close()
         if alternate:
             elapsed = float(latency.sum())
             baseline_wall_s = float(baseline.seconds.sum())
@@ -385,7 +392,6 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
             elapsed -= baseline.wall_s
             cpu_s -= baseline.cpu_s
     finally:
-        timed.close()
         pipeline.timings = None
         if video is not None:
             video.close()
@@ -413,15 +419,17 @@ def _paced(frames: Iterable[Frame], fps: float, arrivals: dict[int, float]) -> I
         due = max(due, arrived) + interval  # late frames do not bunch up: a camera keeps its rate
 
 
-def _timed_frames(
+def _run_timed(
     pipeline: Pipeline,
     frames: Iterable[Frame],
     clip: LoopedClip,
     options: BenchOptions,
     baseline: _Baseline | None,
-) -> Iterator[tuple[Frame, FrameResult]]:
-    """The pipeline's ``(frame, result)`` pairs for ``frames`` (those of ``clip``, maybe paced),
-    with ``decode`` and ``started`` in its timings.
+    handle: Callable[[Frame, FrameResult], None],
+) -> None:
+    """Hand the pipeline's ``(frame, result)`` for ``frames`` (those of ``clip``, maybe paced) to
+    ``handle``, as ``ers run`` does (``Pipeline.deliver``), with ``decode`` and ``started`` in its
+    timings.
 
     ``baseline``: sequentially, after each pipeline frame, decode and detect
     one more frame alone and record its seconds there; overlapped, blocks of
@@ -430,9 +438,9 @@ def _timed_frames(
     """
     if options.overlapped:
         if baseline is None:
-            yield from pipeline.frames_and_results(frames, overlap=True)
+            pipeline.deliver(frames, handle, overlap=True)
         else:
-            yield from _with_baseline_blocks(pipeline, frames, clip, options, baseline)
+            _with_baseline_blocks(pipeline, frames, clip, options, baseline, handle)
         return
     perf_counter = time.perf_counter
     timings = pipeline.timings
@@ -444,7 +452,7 @@ def _timed_frames(
         decoded = perf_counter()
         result = pipeline.process(frame)
         timings["decode"], timings["started"] = decoded - started, started
-        yield frame, result
+        handle(frame, result)
         if baseline is not None:
             seconds = _decode_and_detect(iterator, detect, clip)
             if index >= 0:
@@ -452,13 +460,14 @@ def _timed_frames(
 
 
 def _with_baseline_blocks(
-    pipeline: Pipeline, frames: Iterable[Frame], clip: LoopedClip, options: BenchOptions, baseline: _Baseline
-) -> Iterator[tuple[Frame, FrameResult]]:
-    """The overlapped pipeline's pairs in blocks of ``BASELINE_BLOCK_FRAMES`` (the first with the
-    warm-up too), each followed by as many frames decoded and detected alone, the way the pipeline
-    does (with all its detectors, on the same workers): both see the machine in the same state,
-    where a baseline run after the pipeline's saw it seconds later. Each block starts and ends its
-    workers; the pipeline's tracks carry over the gaps.
+    pipeline: Pipeline, frames: Iterable[Frame], clip: LoopedClip, options: BenchOptions, baseline: _Baseline,
+    handle: Callable[[Frame, FrameResult], None],
+) -> None:
+    """The overlapped pipeline's frames handed to ``handle`` in blocks of ``BASELINE_BLOCK_FRAMES``
+    (the first with the warm-up too), each followed by as many frames decoded and detected alone,
+    the way the pipeline does (with all its detectors, on the same workers): both see the machine in
+    the same state, where a baseline run after the pipeline's saw it seconds later. Each block starts
+    and ends its workers; the pipeline's tracks carry over the gaps.
     """
     from edge.overlap import processed_ahead
 
@@ -468,7 +477,7 @@ def _with_baseline_blocks(
     warmup = options.warmup_frames
     while baseline.filled < len(baseline.seconds):
         count = min(BASELINE_BLOCK_FRAMES, len(baseline.seconds) - baseline.filled)
-        yield from pipeline.frames_and_results(itertools.islice(iterator, warmup + count), overlap=True)
+        pipeline.deliver(itertools.islice(iterator, warmup + count), handle, overlap=True)
         warmup = 0
         rows = baseline.seconds[baseline.filled:baseline.filled + count]
         start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s

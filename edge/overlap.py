@@ -177,31 +177,15 @@ def _process_each(frames: Iterable[Frame], work: Work[T]) -> Iterator[Processed[
         yield Processed(frame, value, started, decoded - started, perf_counter() - decoded)
 
 
-class OrderedWorkers(Iterator[Processed[T]]):
-    """Frames of one source worked on by several workers at once, handed on in order.
+class _Workers(Generic[T]):
+    """What both ways of handing frames on share: worker threads that take the next frame of one
+    source in turn (one at a time, so each sees increasing timestamps, as a detector in video mode
+    needs), work on it and file the result under the frame's place in the stream.
 
-    Each worker has its own work function (and the stages it uses): it takes
-    the next frame from the shared source (one worker at a time, so each sees
-    increasing timestamps, as a detector in video mode needs), works on it and
-    files the result under the frame's place in the stream; the consumer takes
-    results in that order. At most ``depth`` results wait beyond the frames in
-    work.
-
-    ``in_caller`` runs the first work function in the consumer's own thread:
-    whenever the next result is not filed yet, the consumer takes the next
-    frame and works on it itself instead of waiting: on two cores one thread
-    fewer to share the cores and the most frames per second, but a frame
-    another worker finished meanwhile waits until the consumer's own is done,
-    or, when the work goes in steps (``Work``), until its current step is:
-    between steps the consumer hands on what was filed and comes back to its
-    frame at the next call. Without it every worker has a thread and the
-    consumer only waits: frames come out after their own time. A worker that
-    files the frame the consumer waits for then gives up its core
-    (``sched_yield``): on two busy cores the woken consumer otherwise waited
-    for a time slice, 1 ms at p95.
-
-    Errors are raised in the consumer in stream order, after the frames before
-    them; ``close()`` stops the workers after their current frame.
+    ``in_caller`` leaves the first work function to the consumer's own
+    thread (no thread is started for it). At most ``depth`` results wait
+    beyond the frames in work. ``close()`` stops the workers after their
+    current frame.
     """
 
     def __init__(self, frames: Iterable[Frame], works: Sequence[Work[T]],
@@ -220,12 +204,13 @@ class OrderedWorkers(Iterator[Processed[T]]):
         self._end: int | None = None  # place of the first frame that will never come
         self._next = 0  # place of the next frame to hand on
         self._waiting = False  # the consumer waits for the next frame to be filed
-        self._own: _InWork | None = None  # the consumer's own frame, between two of its steps
         self.threads = [
             threading.Thread(target=self._work, args=(work,), name=f"ers-worker-{number}", daemon=True)
             for number, work in enumerate(works)
             if not (in_caller and number == 0)
         ]
+
+    def _start(self) -> None:
         for thread in self.threads:
             thread.start()
 
@@ -243,22 +228,26 @@ class OrderedWorkers(Iterator[Processed[T]]):
             self._changed.notify_all()
             return self._waiting and place == self._next
 
+    def _after_filing(self, awaited: bool) -> None:
+        """What a worker thread does once it has filed a frame, a failure or the end
+        (``awaited``: the consumer waits for just that place)."""
+
     def _work(self, work: Work[T]) -> None:
         while not self._stop.is_set() and self._end is None:
             if not self._room.acquire(timeout=0.05):
                 continue
             taken = self._take_frame(BaseException)
             if taken is None:
+                self._after_filing(False)
                 return
             place, frame, started, decoded = taken
             try:
                 value = finish(work(frame))
             except BaseException as error:  # raised in the consumer, in order
-                self._file(place, _Failed(error))
+                self._after_filing(self._file(place, _Failed(error)))
                 return
             processed = Processed(frame, value, started, decoded - started, perf_counter() - decoded)
-            if self._file(place, processed) and self._caller_work is None:
-                _yield_core()  # the consumer hands the frame on now, not after this thread's time slice
+            self._after_filing(self._file(place, processed))
 
     def _take_frame(self, caught: type[BaseException]) -> tuple[int, Frame, float, float] | None:
         """The next frame with its place, when it was asked for and when it was read (room for it
@@ -283,6 +272,47 @@ class OrderedWorkers(Iterator[Processed[T]]):
                 return None
             self._taken += 1
             return place, frame, started, perf_counter()
+
+    def close(self) -> None:
+        """Stop the workers after their current frame and wait for them; safe to call twice."""
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        for thread in self.threads:
+            if thread is not threading.current_thread() and thread.ident is not None:
+                thread.join(_JOIN_TIMEOUT_S)
+
+
+class OrderedWorkers(_Workers[T], Iterator[Processed[T]]):
+    """Frames of one source worked on by several workers at once, handed on in order by iteration.
+
+    ``in_caller`` runs the first work function in the consumer's own thread:
+    whenever the next result is not filed yet, the consumer takes the next
+    frame and works on it itself instead of waiting: on two cores one thread
+    fewer to share the cores and the most frames per second, but a frame
+    another worker finished meanwhile waits until the consumer's own is done,
+    or, when the work goes in steps (``Work``), until its current step is:
+    between steps the consumer hands on what was filed and comes back to its
+    frame at the next call. Without it every worker has a thread and the
+    consumer only waits: frames come out after their own time. A worker that
+    files the frame the consumer waits for then gives up its core
+    (``sched_yield``): on two busy cores the woken consumer otherwise waited
+    for a time slice, 1 ms at p95. ``DeliveringWorkers`` hands frames on
+    without either wait, where the consumer's code may run on any thread.
+
+    Errors are raised in the consumer in stream order, after the frames before
+    them; ``close()`` stops the workers after their current frame.
+    """
+
+    def __init__(self, frames: Iterable[Frame], works: Sequence[Work[T]],
+                 depth: int = DEFAULT_DEPTH, *, in_caller: bool = False) -> None:
+        super().__init__(frames, works, depth, in_caller=in_caller)
+        self._own: _InWork | None = None  # the consumer's own frame, between two of its steps
+        self._start()
+
+    def _after_filing(self, awaited: bool) -> None:
+        if awaited and self._caller_work is None:
+            _yield_core()  # the consumer hands the frame on now, not after this thread's time slice
 
     def _work_in_caller(self) -> None:
         """Work on frames in the consumer's thread, a step at a time, until the next result is filed
@@ -341,15 +371,99 @@ class OrderedWorkers(Iterator[Processed[T]]):
 
     def close(self) -> None:
         """Stop the workers after their current frame and wait for them; safe to call twice."""
-        self._stop.set()
-        with self._changed:
-            self._changed.notify_all()
+        super().close()
         own, self._own = self._own, None
         if own is not None:
             own.steps.close()
-        for thread in self.threads:
-            if thread is not threading.current_thread():
-                thread.join(_JOIN_TIMEOUT_S)
+
+
+class DeliveringWorkers(_Workers[T]):
+    """Frames of one source worked on by several workers at once, each handed to ``deliver`` in order
+    by whichever worker thread finished it (``run``).
+
+    A worker that files the next frame calls ``deliver`` with it, and with
+    those after it that are filed already; while one worker delivers, the
+    others go on with the next frames, and the one delivering takes theirs
+    too. So ``deliver`` is called in stream order, one call at a time, but
+    not always on the same thread, and a finished frame waits only for the
+    frames before it: not for the step another thread is in, as with
+    ``OrderedWorkers``, and not for a thread to wake up. ``deliver`` must
+    therefore be safe to call from any thread (no GUI window).
+
+    ``run()`` does the caller's share (``in_caller``: the first work
+    function, a frame at a time) and returns once every frame is delivered.
+    It raises, after the frames before it were delivered, an error of the
+    work or of the source, and an error ``deliver`` raised on any thread.
+    Ctrl+C in the caller's thread stops the workers after their current frame
+    and a delivery under way (closing outputs then loses nothing).
+    """
+
+    def __init__(self, frames: Iterable[Frame], works: Sequence[Work[T]],
+                 deliver: Callable[[Processed[T]], None], depth: int = DEFAULT_DEPTH, *,
+                 in_caller: bool = False) -> None:
+        super().__init__(frames, works, depth, in_caller=in_caller)
+        self._deliver = deliver
+        self._delivering = False  # a thread is handing frames to deliver
+        self._error: BaseException | None = None  # what stopped the delivery, raised by run()
+
+    def _after_filing(self, awaited: bool) -> None:
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Deliver the filed frames that are next in order, unless another thread already does."""
+        with self._changed:
+            if self._delivering:
+                return  # that thread takes this frame too
+            self._delivering = True
+        try:
+            while True:
+                with self._changed:
+                    item = None if self._stop.is_set() else self._filed.pop(self._next, None)
+                    if item is None:
+                        self._delivering = False
+                        self._changed.notify_all()
+                        return
+                    self._next += 1
+                self._room.release()
+                if isinstance(item, _Failed):
+                    raise item.error
+                self._deliver(item)
+        except BaseException as error:
+            with self._changed:
+                self._error = self._error or error
+                self._delivering = False
+                self._stop.set()
+                self._changed.notify_all()
+            if threading.current_thread() is threading.main_thread():
+                raise  # Ctrl+C and the like stop the caller's thread at once
+
+    def run(self) -> None:
+        """Work and deliver every frame of the source (see the class); returns once all are delivered."""
+        self._start()
+        work = self._caller_work
+        try:
+            while work is not None and not self._stop.is_set() and self._end is None:
+                if not self._room.acquire(timeout=0.05):
+                    continue
+                taken = self._take_frame(Exception)
+                if taken is None:
+                    self._hand_on()  # a failure of the source may be next
+                    break
+                place, frame, started, decoded = taken
+                try:
+                    value = finish(work(frame))
+                except Exception as error:
+                    self._file(place, _Failed(error))
+                else:
+                    self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
+                self._hand_on()
+            with self._changed:
+                while not self._stop.is_set() and (self._delivering or self._end is None or self._next < self._end):
+                    self._changed.wait(0.1)
+        finally:
+            self.close()
+        if self._error is not None:
+            raise self._error
 
 
 def processed_ahead(
@@ -379,4 +493,4 @@ def processed_ahead(
         ahead.close()
 
 
-__all__ = ["Ahead", "OrderedWorkers", "Processed", "Work", "finish", "processed_ahead", "DEFAULT_DEPTH"]
+__all__ = ["Ahead", "DeliveringWorkers", "OrderedWorkers", "Processed", "Work", "finish", "processed_ahead", "DEFAULT_DEPTH"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -27,7 +27,7 @@ from edge.crop import crop_face
 from edge.detector import DetectorEngine, FaceDetectorOptions
 from edge.errors import ConfigError, DataError, ManifestError
 from edge.model_spec import MANIFEST_NAME, CropSpec
-from edge.overlap import finish, processed_ahead
+from edge.overlap import DeliveringWorkers, Processed, finish, processed_ahead
 from edge.tracking import FaceTracker, ScoreSmoother, SmoothingOptions, TrackingOptions
 from edge.types import FaceDetection, FaceResult, Frame, FrameResult, SourceKind
 
@@ -149,6 +149,13 @@ class Classifier(Protocol):
     def labels(self) -> tuple[str, ...]: ...
 
     def classify(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def _independent(frames: Iterable[Frame], independent: bool | None) -> bool:
+    """Whether frames share no tracks: as given, else true for an image source."""
+    if independent is None:
+        return getattr(frames, "kind", None) == SourceKind.IMAGES
+    return independent
 
 
 def check_frame(frame: Frame) -> None:
@@ -366,21 +373,59 @@ class Pipeline:
         ``timings`` then also gets ``decode`` (reading the frame) and
         ``started`` (``perf_counter()`` when the frame was asked for).
         """
-        if independent is None:
-            independent = getattr(frames, "kind", None) == SourceKind.IMAGES
+        independent = _independent(frames, independent)
         if not overlap:
             for frame in frames:
                 if independent:
                     self.reset()
                 yield frame, self.process(frame)
             return
-        works = [functools.partial(self.analyse_steps, worker=index) for index in range(len(self.workers))]
-        for item in processed_ahead(frames, works, in_caller=self.caller_works):
-            if independent:
-                self.reset()
-            if self.timings is not None:
-                self.timings.update(decode=item.decode_s, started=item.started)
-            yield item.frame, self._track(item.frame, item.value)
+        for item in processed_ahead(frames, self._works(), in_caller=self.caller_works):
+            yield item.frame, self._track_processed(item, independent)
+
+    def deliver(
+        self,
+        frames: Iterable[Frame],
+        handle: Callable[[Frame, FrameResult], None],
+        *,
+        independent: bool | None = None,
+        overlap: bool = False,
+    ) -> None:
+        """Call ``handle(frame, result)`` for every frame of a source, in order, one call at a time.
+
+        Sequentially, or overlapped with one worker, it does what iterating
+        ``frames_and_results`` does, in this thread. Overlapped with several
+        workers, each frame is tracked and handed to ``handle`` by whichever
+        worker finished it (this thread or a worker's), as soon as the frames
+        before it are (``edge.overlap.DeliveringWorkers``): a finished frame
+        waits neither for the step this thread is in nor for a thread to wake
+        up, so frames come out sooner for the same frames per second.
+        ``handle`` must then be safe to call from a worker thread: a live
+        window needs ``frames_and_results``. An error raised by ``handle``
+        stops the workers and is raised here.
+        """
+        independent = _independent(frames, independent)
+        if not overlap or len(self.workers) == 1:
+            for frame, result in self.frames_and_results(frames, independent=independent, overlap=overlap):
+                handle(frame, result)
+            return
+
+        def track_and_handle(item: Processed[Analysis]) -> None:
+            handle(item.frame, self._track_processed(item, independent))
+
+        DeliveringWorkers(frames, self._works(), track_and_handle, in_caller=self.caller_works).run()
+
+    def _works(self) -> list[Callable[[Frame], Generator[None, None, Analysis]]]:
+        """One work function per worker for ``edge.overlap``: ``analyse_steps`` with its stages."""
+        return [functools.partial(self.analyse_steps, worker=index) for index in range(len(self.workers))]
+
+    def _track_processed(self, item: Processed[Analysis], independent: bool) -> FrameResult:
+        """Track a frame a worker analysed; ``timings`` also gets when it was asked for and its decode."""
+        if independent:
+            self.reset()
+        if self.timings is not None:
+            self.timings.update(decode=item.decode_s, started=item.started)
+        return self._track(item.frame, item.value)
 
     def reset(self) -> None:
         """Forget tracks and smoothing state (before an unrelated stream)."""

@@ -14,6 +14,7 @@ camera that drops stale frames it therefore plays faster than real time.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import signal
@@ -44,7 +45,7 @@ from edge.sources import (
     open_source,
     opencv_threads,
 )
-from edge.types import SourceKind, TrackSummary
+from edge.types import Frame, FrameResult, SourceKind, TrackSummary
 
 EVENTS_NAME = "events.jsonl"
 VIDEO_NAME = "annotated.mp4"
@@ -52,6 +53,10 @@ IMAGES_DIR_NAME = "annotated"
 SUMMARY_NAME = "summary.json"
 
 logger = logging.getLogger(__name__)
+
+
+class _EnoughFrames(Exception):
+    """Raised after the ``max_frames``-th frame is written: the run stops there."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -239,15 +244,24 @@ def _run_loop(
         display = display_available() if options.display is None else options.display
         if display:
             sinks.append(stack.enter_context(WindowSink(f"ers: {source.name}")))
-        results = pipeline.frames_and_results(source, overlap=overlap)
-        stack.enter_context(contextlib.closing(results))  # stops the worker thread before the sinks close
+        written = itertools.count(1)
+
+        def write(frame: Frame, result: FrameResult) -> None:
+            for sink in sinks:
+                sink.write(frame, result)
+            if options.max_frames is not None and next(written) >= options.max_frames:
+                raise _EnoughFrames
+
         try:
-            for result_count, (frame, result) in enumerate(results, 1):
-                for sink in sinks:
-                    sink.write(frame, result)
-                if options.max_frames is not None and result_count >= options.max_frames:
-                    stop_reason = "max_frames"
-                    break
+            if display:  # the window is drawn by the thread that opened it
+                results = pipeline.frames_and_results(source, overlap=overlap)
+                stack.enter_context(contextlib.closing(results))  # stops the workers before the sinks close
+                for frame, result in results:
+                    write(frame, result)
+            else:  # frames are written by whichever worker finished them: the soonest
+                pipeline.deliver(source, write, overlap=overlap)
+        except _EnoughFrames:
+            stop_reason = "max_frames"
         except StopRequested:
             stop_reason = "quit"
         except Terminated:

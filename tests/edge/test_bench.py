@@ -154,15 +154,18 @@ def test_an_overlapped_baseline_alternates_blocks_with_the_pipeline(tmp_path, ti
 
     monkeypatch.setattr(bench_module, "BASELINE_BLOCK_FRAMES", 2)
     blocks = []
-    real = Pipeline.frames_and_results
+    real = Pipeline.deliver
 
-    def recorded(self, frames, **kwargs):
+    def recorded(self, frames, handle, **kwargs):
         blocks.append([])
-        for frame, result in real(self, frames, **kwargs):
-            blocks[-1].append(frame.index)
-            yield frame, result
 
-    monkeypatch.setattr(Pipeline, "frames_and_results", recorded)
+        def recording(frame, result):
+            blocks[-1].append(frame.index)
+            handle(frame, result)
+
+        real(self, frames, recording, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "deliver", recorded)
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(5), fps=10.0)
     report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=5, warmup_frames=1, baseline=True,
                                     fer=False, overlap=True))

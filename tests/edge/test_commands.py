@@ -97,13 +97,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
 
 def test_run_passes_who_works_on_frames_to_the_pipeline(tmp_path, tiny_model_dir, five_frame_video, monkeypatch):
     seen = []
-    real = pipeline_module.Pipeline.frames_and_results
+    real = pipeline_module.Pipeline.deliver
 
-    def recorded(self, frames, **kwargs):
+    def recorded(self, frames, handle, **kwargs):
         seen.append((self.caller_works, kwargs.get("overlap")))
-        return real(self, frames, **kwargs)
+        return real(self, frames, handle, **kwargs)
 
-    monkeypatch.setattr(pipeline_module.Pipeline, "frames_and_results", recorded)
+    monkeypatch.setattr(pipeline_module.Pipeline, "deliver", recorded)
     args = ["run", str(five_frame_video), "--model-dir", str(tiny_model_dir), "--no-display", "--no-video"]
     for flag, out in (("--dedicated-workers", "a"), ("--caller-works", "b")):
         result = CliRunner().invoke(cli, [*args, flag, "--out-dir", str(tmp_path / out)])

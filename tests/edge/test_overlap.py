@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_testing import FakeClassifier, FakeDetector
-from edge.overlap import Ahead, OrderedWorkers, finish, processed_ahead
+from edge.overlap import Ahead, DeliveringWorkers, OrderedWorkers, finish, processed_ahead
 from edge.pipeline import Pipeline
 from edge.types import Frame
 
@@ -294,3 +294,121 @@ def test_an_error_in_a_later_step_of_the_callers_work_is_raised_in_order():
     assert [next(workers).value for _ in range(2)] == [0, 1]
     with pytest.raises(ValueError, match="frame 2"):
         next(workers)
+
+
+def _deliver_all(workers: int, frames, *, overlap: bool = True) -> list:
+    handed = []
+    _pipeline(workers).deliver(frames, lambda frame, result: handed.append((frame.index, result)), overlap=overlap)
+    return handed
+
+
+@pytest.mark.parametrize(("workers", "overlap"), [(1, False), (1, True), (2, True), (3, True)])
+def test_deliver_hands_on_the_sequential_results_in_order(workers, overlap):
+    sequential = list(_pipeline().run(_frames(40)))
+    handed = _deliver_all(workers, _frames(40), overlap=overlap)
+    assert [index for index, _ in handed] == list(range(40))
+    assert [result for _, result in handed] == sequential
+
+
+def test_deliver_with_one_worker_hands_on_in_the_callers_thread():
+    threads = set()
+    _pipeline(1).deliver(_frames(5), lambda frame, result: threads.add(threading.current_thread()), overlap=True)
+    assert threads == {threading.main_thread()}
+
+
+def test_delivering_workers_deliver_in_order_one_call_at_a_time():
+    delivering, handed = [], []
+
+    def deliver(item):
+        delivering.append(item.value)
+        assert len(delivering) == 1, "deliver is never called on two threads at once"
+        time.sleep(0.001)
+        handed.append(item.value)
+        delivering.pop()
+
+    works = [lambda frame, k=k: time.sleep(0.002 * ((frame.index * (k + 1)) % 3)) or frame.index for k in range(3)]
+    DeliveringWorkers(_frames(30), works, deliver, in_caller=True).run()
+    assert handed == list(range(30))
+
+
+def test_a_worker_delivers_a_frame_it_finished_while_the_caller_works_on_its_own():
+    # The other worker's first frame is slow; the caller's second frame waits for that frame to be
+    # delivered, which must not need the caller (it would otherwise wait 2 s and note it).
+    worker_frame_out = threading.Event()
+    waited = []
+    caller_frames = []
+
+    def in_caller(frame):
+        caller_frames.append(frame.index)
+        if len(caller_frames) == 2:
+            waited.append(worker_frame_out.wait(2))
+        return "caller"
+
+    def other(frame):
+        if frame.index < 2:
+            time.sleep(0.05)
+        return "worker"
+
+    def deliver(item):
+        if item.value == "worker":
+            worker_frame_out.set()
+
+    DeliveringWorkers(_frames(6), [in_caller, other], deliver, in_caller=True).run()
+    assert waited == [True]
+
+
+@pytest.mark.parametrize("failing", ["work", "source", "deliver"])
+def test_delivering_workers_raise_an_error_after_the_frames_before_it(failing):
+    def frames():
+        yield from _frames(5)
+        if failing == "source":
+            raise OSError("the camera went away")
+        yield from _frames(10)[5:]
+
+    def work(frame):
+        if failing == "work" and frame.index == 5:
+            raise RuntimeError("work broke on frame 5")
+        return frame.index
+
+    handed = []
+
+    def deliver(item):
+        if failing == "deliver" and item.value == 5:
+            raise RuntimeError("the disk is full at frame 5")
+        handed.append(item.value)
+
+    before = set(threading.enumerate())
+    with pytest.raises((RuntimeError, OSError), match="frame 5|went away"):
+        DeliveringWorkers(frames(), [work, work], deliver, in_caller=True).run()
+    assert handed == [0, 1, 2, 3, 4]
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("ers-worker")]
+
+
+def test_ctrl_c_in_the_caller_waits_for_a_delivery_under_way_and_stops_the_workers():
+    import _thread
+
+    events = []
+
+    def deliver(item):
+        if threading.current_thread() is not threading.main_thread() and not events:
+            events.append("delivery begun")
+            _thread.interrupt_main()  # Ctrl+C while this thread writes a frame
+            time.sleep(0.1)
+            events.append("delivery ended")
+
+    def work(frame):
+        time.sleep(0.002)
+        return frame.index
+
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        DeliveringWorkers(_frames(40), [work, work], deliver, in_caller=True).run()
+    assert events == ["delivery begun", "delivery ended"]
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("ers-worker")]
+
+
+def test_delivering_workers_without_the_caller_deliver_on_their_threads():
+    threads = []
+    DeliveringWorkers(_frames(8), [lambda frame: frame.index] * 2,
+                      lambda item: threads.append(threading.current_thread().name)).run()
+    assert len(threads) == 8 and set(threads) <= {"ers-worker-0", "ers-worker-1"}

@@ -53,20 +53,20 @@ def test_files_run_overlapped_and_live_sources_sequentially(
         return opened
 
     seen = {}
-    real_from_options, real_frames_and_results = Pipeline.from_options, Pipeline.frames_and_results
+    real_from_options, real_deliver = Pipeline.from_options, Pipeline.deliver
 
     def from_options(options, source_kind):
         seen["workers"] = options.workers
         return real_from_options(options, source_kind)
 
-    def frames_and_results(self, frames, **kwargs):
+    def deliver(self, frames, handle, **kwargs):
         seen["overlap"] = kwargs["overlap"]
         seen["decode_ahead"] = frames.decode_ahead
-        return real_frames_and_results(self, frames, **kwargs)
+        return real_deliver(self, frames, handle, **kwargs)
 
     monkeypatch.setattr(runner_module, "open_source", open_as)
     monkeypatch.setattr(Pipeline, "from_options", from_options)
-    monkeypatch.setattr(Pipeline, "frames_and_results", frames_and_results)
+    monkeypatch.setattr(Pipeline, "deliver", deliver)
     report = run(str(five_frame_video), _options(tmp_path, tiny_model_dir, overlap=asked, video=False))
     assert report.frames == 5
     # Overlapped workers read ahead themselves: no decoder thread of the source's own then.
