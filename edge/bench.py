@@ -77,7 +77,8 @@ class BenchOptions:
     ``decode_threads`` its FFmpeg threads (None: FFmpeg's choice);
     ``overlap`` decodes, detects and classifies the next frames on
     ``workers`` workers, the main thread the first of them when
-    ``caller_works`` (``Pipeline.frames_and_results``); None picks as
+    ``caller_works``, and hands frames on as ``ers run`` does
+    (``Pipeline.deliver``); None picks as
     ``ers run`` does (``pipeline.overlap_for``): overlapped, except
     ``realtime``, which plays a live source. ``draw``, ``encode`` and
     ``events`` add the annotated video and ``events.jsonl`` of ``ers run``
@@ -216,14 +217,14 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     elif options.baseline:
         notes.append(f"blocks of {BASELINE_BLOCK_FRAMES} frames alternate between the pipeline and the decode + "
                      "detect baseline")
-    if options.overlapped:
-        if options.workers > 1 and options.caller_works:
-            workers = f"{options.workers} workers (the main thread and {options.workers - 1} more) beside tracking"
-        elif options.workers > 1:
-            workers = f"{options.workers} worker threads (--dedicated-workers) beside tracking"
-        else:
-            workers = "a worker thread beside tracking"
-        notes.append(f"decode, detect and classify of the next frames run on {workers} "
+    if options.overlapped and options.workers > 1:
+        who = (f"the main thread and {options.workers - 1} more" if options.caller_works
+               else "threads of their own, --dedicated-workers")
+        notes.append(f"frames are decoded, detected, classified, tracked and written by {options.workers} workers "
+                     f"({who}; --overlap), each frame by the worker that finished it once the frames before it "
+                     "are: its latency includes that wait")
+    elif options.overlapped:
+        notes.append("decode, detect and classify of the next frames run on a worker thread beside tracking "
                      "(--overlap); a frame's latency includes its waits for the busy threads")
     if options.faces is not None and faces.mean() < 0.9 * options.faces:
         hint = "need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed"

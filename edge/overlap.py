@@ -14,7 +14,10 @@ most frames per second); without that each worker has a thread and the
 caller's frames come out sooner. A work function may work in steps (a
 generator function that yields between its stages and returns the result):
 the caller then hands on a frame another worker filed between the steps of
-its own, instead of after all of them.
+its own, instead of after all of them. ``DeliveringWorkers`` turns this
+around: the caller gives a function, and whichever worker files the next
+frame hands it to that function, in order: a finished frame waits only for
+the frames before it.
 
 An exception in a worker (a broken file, a detector error) is raised again
 in the caller, in order, after the frames before it; stopping early (break,

@@ -116,8 +116,8 @@ class PipelineOptions:
     detector, else 1); ``workers`` is
     how many frames an overlapped run analyses at once, each worker with a
     detector and classifier of its own; ``caller_works``: the calling thread
-    is the first of them (the most frames per second), else each has a thread
-    and frames come out sooner (``Pipeline.frames_and_results``).
+    is the first of them, else each has a thread (``Pipeline.deliver`` and
+    ``Pipeline.frames_and_results`` say what that changes).
     """
 
     model_dir: Path | None = None
@@ -369,7 +369,8 @@ class Pipeline:
         in (``analyse_steps``: detect, then crop and classify).
         Otherwise the first pair has a thread too and this one only tracks
         and hands on: frames come out after their own time, a lower p95
-        latency for a few % fewer frames per second (README, "Benchmark").
+        latency for a few % fewer frames per second. ``deliver`` hands
+        frames on sooner than either, where no window is drawn.
         ``timings`` then also gets ``decode`` (reading the frame) and
         ``started`` (``perf_counter()`` when the frame was asked for).
         """
@@ -402,7 +403,8 @@ class Pipeline:
         up, so frames come out sooner for the same frames per second.
         ``handle`` must then be safe to call from a worker thread: a live
         window needs ``frames_and_results``. An error raised by ``handle``
-        stops the workers and is raised here.
+        stops the workers and is raised here. ``caller_works`` only says
+        whether this thread is one of the workers or waits for them.
         """
         independent = _independent(frames, independent)
         if not overlap or len(self.workers) == 1:

@@ -95,11 +95,12 @@ def handle_sigterm() -> Iterator[None]:
 class RunOptions:
     """Outputs of a run. ``display`` None shows a window when a display is available.
 
-    ``overlap`` reads, detects and classifies the next frames on worker threads
-    (``pipeline.workers`` of them) while this one is tracked and written
-    (``Pipeline.frames_and_results``); without it every stage runs in the
-    caller's thread. None (the default) overlaps files and not
-    cameras or streams (``pipeline.overlap_for``).
+    ``overlap`` reads, detects and classifies the next frames on worker
+    threads (``pipeline.workers`` of them), each of which then tracks and
+    writes the frames it finished, in order (``Pipeline.deliver``; with a
+    window, the calling thread writes them: ``Pipeline.frames_and_results``);
+    without it every stage runs in the caller's thread. None (the default)
+    overlaps files and not cameras or streams (``pipeline.overlap_for``).
     """
 
     out_dir: Path

@@ -350,7 +350,7 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     assert data["settings"]["caller_works"] is True and "the main thread and 2 more" in result.output
     dedicated = CliRunner().invoke(cli, [*args, "--dedicated-workers", "--json", str(tmp_path / "d.json")])
     assert dedicated.exit_code == 0, dedicated.output
-    assert "2 worker threads (--dedicated-workers)" in dedicated.output
+    assert "2 workers (threads of their own, --dedicated-workers" in dedicated.output
     assert json.loads((tmp_path / "d.json").read_text())["settings"]["caller_works"] is False
     ffmpeg_choice = CliRunner().invoke(cli, [*args, "--decode-threads", "0", "--json", str(tmp_path / "c.json")])
     assert ffmpeg_choice.exit_code == 0, ffmpeg_choice.output
