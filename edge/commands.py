@@ -48,9 +48,10 @@ _workers_option = click.option(
 )
 _caller_works_option = click.option(
     "--caller-works/--dedicated-workers", default=True, show_default=True,
-    help="With 2 or more --workers: the main thread is the first worker and works on the next frame whenever "
-    "the next result is not ready (the most frames per second), or each worker has a thread and the main "
-    "thread only tracks and writes (frames come out sooner: lower latency per frame).",
+    help="With 2 or more --workers: the main thread is the first worker, or each worker has a thread and the "
+    "main thread waits. Each frame is tracked and written by the worker that finished it, except with a live "
+    "window, which the main thread draws: then the first gives the most frames per second and the second "
+    "frames sooner (the main thread only tracks and writes).",
 )
 
 

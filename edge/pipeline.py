@@ -189,7 +189,7 @@ class Pipeline:
     ``extra_workers`` (more ``(detector, classifier)`` pairs like the first)
     let an overlapped run analyse several frames at once, one pair per
     worker; ``caller_works`` says whether the calling thread is the first of
-    them (``frames_and_results``).
+    them (``deliver``, ``frames_and_results``).
 
     ``timings``: set it to a dict and ``process`` records there the seconds
     each stage of the last frame took (``STAGES``: ``detect``, ``preprocess``
