@@ -482,7 +482,8 @@ def _with_baseline_blocks(
         warmup = 0
         rows = baseline.seconds[baseline.filled:baseline.filled + count]
         start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
-        items = processed_ahead(itertools.islice(iterator, count), detects, in_caller=pipeline.caller_works)
+        items = processed_ahead(itertools.islice(iterator, count), detects, in_caller=pipeline.caller_works,
+                                cores=pipeline.cores)
         try:
             for row, item in zip(rows, items):
                 row[:] = item.decode_s - clip.reopen_at.get(item.frame.index, 0.0), item.work_s

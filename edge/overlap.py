@@ -37,6 +37,7 @@ from time import perf_counter
 from types import GeneratorType
 from typing import Generic, NamedTuple, TypeVar
 
+from edge.cores import pinned
 from edge.types import Frame
 
 DEFAULT_DEPTH = 1  # one frame waiting beyond those in work: keeps the threads busy, adds the least latency
@@ -186,17 +187,23 @@ class _Workers(Generic[T]):
     needs), work on it and file the result under the frame's place in the stream.
 
     ``in_caller`` leaves the first work function to the consumer's own
-    thread (no thread is started for it). At most ``depth`` results wait
-    beyond the frames in work. ``close()`` stops the workers after their
-    current frame.
+    thread (no thread is started for it). ``cores`` (one per work function)
+    keeps each worker's thread on its core while it works (``edge.cores``).
+    At most ``depth`` results wait beyond the frames in work. ``close()``
+    stops the workers after their current frame.
     """
 
     def __init__(self, frames: Iterable[Frame], works: Sequence[Work[T]],
-                 depth: int = DEFAULT_DEPTH, *, in_caller: bool = False) -> None:
+                 depth: int = DEFAULT_DEPTH, *, in_caller: bool = False,
+                 cores: Sequence[int] | None = None) -> None:
         _check_depth(depth)
         if not works:
             raise ValueError("at least one work function is needed")
+        if cores is not None and len(cores) != len(works):
+            raise ValueError(f"cores gives {len(cores)} cores for {len(works)} work functions")
+        cores = cores or [None] * len(works)
         self._caller_work = works[0] if in_caller else None
+        self._caller_core = cores[0] if in_caller else None
         self._frames = iter(frames)
         self._take = threading.Lock()  # one worker reads the source at a time
         self._changed = threading.Condition()  # guards the fields below
@@ -208,8 +215,8 @@ class _Workers(Generic[T]):
         self._next = 0  # place of the next frame to hand on
         self._waiting = False  # the consumer waits for the next frame to be filed
         self.threads = [
-            threading.Thread(target=self._work, args=(work,), name=f"ers-worker-{number}", daemon=True)
-            for number, work in enumerate(works)
+            threading.Thread(target=self._work, args=(work, core), name=f"ers-worker-{number}", daemon=True)
+            for number, (work, core) in enumerate(zip(works, cores))
             if not (in_caller and number == 0)
         ]
 
@@ -235,7 +242,11 @@ class _Workers(Generic[T]):
         """What a worker thread does once it has filed a frame, a failure or the end
         (``awaited``: the consumer waits for just that place)."""
 
-    def _work(self, work: Work[T]) -> None:
+    def _work(self, work: Work[T], core: int | None) -> None:
+        with pinned(core):
+            self._work_frames(work)
+
+    def _work_frames(self, work: Work[T]) -> None:
         while not self._stop.is_set() and self._end is None:
             if not self._room.acquire(timeout=0.05):
                 continue
@@ -308,8 +319,9 @@ class OrderedWorkers(_Workers[T], Iterator[Processed[T]]):
     """
 
     def __init__(self, frames: Iterable[Frame], works: Sequence[Work[T]],
-                 depth: int = DEFAULT_DEPTH, *, in_caller: bool = False) -> None:
-        super().__init__(frames, works, depth, in_caller=in_caller)
+                 depth: int = DEFAULT_DEPTH, *, in_caller: bool = False,
+                 cores: Sequence[int] | None = None) -> None:
+        super().__init__(frames, works, depth, in_caller=in_caller, cores=cores)
         self._own: _InWork | None = None  # the consumer's own frame, between two of its steps
         self._start()
 
@@ -353,7 +365,8 @@ class OrderedWorkers(_Workers[T], Iterator[Processed[T]]):
             self._own = own._replace(work_s=own.work_s + perf_counter() - begun)
 
     def __next__(self) -> Processed[T]:
-        self._work_in_caller()
+        with pinned(self._caller_core):  # the consumer's own code runs where it ran before
+            self._work_in_caller()
         with self._changed:
             self._waiting = True
             while self._next not in self._filed:
@@ -403,8 +416,8 @@ class DeliveringWorkers(_Workers[T]):
 
     def __init__(self, frames: Iterable[Frame], works: Sequence[Work[T]],
                  deliver: Callable[[Processed[T]], None], depth: int = DEFAULT_DEPTH, *,
-                 in_caller: bool = False) -> None:
-        super().__init__(frames, works, depth, in_caller=in_caller)
+                 in_caller: bool = False, cores: Sequence[int] | None = None) -> None:
+        super().__init__(frames, works, depth, in_caller=in_caller, cores=cores)
         self._deliver = deliver
         self._delivering = False  # a thread is handing frames to deliver
         self._error: BaseException | None = None  # what stopped the delivery, raised by run()
@@ -445,21 +458,8 @@ class DeliveringWorkers(_Workers[T]):
         self._start()
         work = self._caller_work
         try:
-            while work is not None and not self._stop.is_set() and self._end is None:
-                if not self._room.acquire(timeout=0.05):
-                    continue
-                taken = self._take_frame(Exception)
-                if taken is None:
-                    self._hand_on()  # a failure of the source may be next
-                    break
-                place, frame, started, decoded = taken
-                try:
-                    value = finish(work(frame))
-                except Exception as error:
-                    self._file(place, _Failed(error))
-                else:
-                    self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
-                self._hand_on()
+            with pinned(self._caller_core):
+                self._work_in_caller(work)
             with self._changed:
                 while not self._stop.is_set() and (self._delivering or self._end is None or self._next < self._end):
                     self._changed.wait(0.1)
@@ -468,6 +468,24 @@ class DeliveringWorkers(_Workers[T]):
         if self._error is not None:
             raise self._error
 
+    def _work_in_caller(self, work: Work[T] | None) -> None:
+        """The caller's share: frames worked on and delivered in its thread until none is left."""
+        while work is not None and not self._stop.is_set() and self._end is None:
+            if not self._room.acquire(timeout=0.05):
+                continue
+            taken = self._take_frame(Exception)
+            if taken is None:
+                self._hand_on()  # a failure of the source may be next
+                return
+            place, frame, started, decoded = taken
+            try:
+                value = finish(work(frame))
+            except Exception as error:
+                self._file(place, _Failed(error))
+            else:
+                self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
+            self._hand_on()
+
 
 def processed_ahead(
     frames: Iterable[Frame],
@@ -475,6 +493,7 @@ def processed_ahead(
     depth: int = DEFAULT_DEPTH,
     *,
     in_caller: bool = True,
+    cores: Sequence[int] | None = None,
 ) -> Iterator[Processed[T]]:
     """``Processed`` items for every frame of ``frames``, read and worked on by worker threads.
 
@@ -482,14 +501,14 @@ def processed_ahead(
     one (or a bare function) works on a thread of its own; with several
     (``OrderedWorkers``) so does each, but for the first, which works in the
     caller's thread ``in_caller``, a step at a time when it works in steps
-    (``Work``).
+    (``Work``), each on its core of ``cores`` when given.
     """
     if not callable(work) and len(work) == 1:
         work = work[0]
     if callable(work):
         ahead: Ahead[Processed[T]] | OrderedWorkers[T] = Ahead(_process_each(frames, work), depth, "ers-worker")
     else:
-        ahead = OrderedWorkers(frames, work, depth, in_caller=in_caller)
+        ahead = OrderedWorkers(frames, work, depth, in_caller=in_caller, cores=cores)
     try:
         yield from ahead
     finally:

@@ -23,6 +23,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from edge.cores import pinned, worker_cores
 from edge.crop import crop_face
 from edge.detector import DetectorEngine, FaceDetectorOptions
 from edge.errors import ConfigError, DataError, ManifestError
@@ -189,7 +190,10 @@ class Pipeline:
     ``extra_workers`` (more ``(detector, classifier)`` pairs like the first)
     let an overlapped run analyse several frames at once, one pair per
     worker; ``caller_works`` says whether the calling thread is the first of
-    them (``deliver``, ``frames_and_results``).
+    them (``deliver``, ``frames_and_results``); ``cores``, one per worker,
+    keeps each worker's thread on its core in an overlapped run
+    (``edge.cores``; ``from_options`` picks them and builds each worker's
+    stages there).
 
     ``timings``: set it to a dict and ``process`` records there the seconds
     each stage of the last frame took (``STAGES``: ``detect``, ``preprocess``
@@ -210,11 +214,15 @@ class Pipeline:
         crop: CropSpec | None = None,
         extra_workers: Sequence[tuple[Detector, Classifier]] = (),
         caller_works: bool = True,
+        cores: Sequence[int] | None = None,
     ) -> None:
         self.detector = detector
         self.classifier = classifier
         self.extra_workers = tuple(extra_workers)
         self.caller_works = caller_works
+        if cores is not None and len(cores) != len(self.workers):
+            raise ValueError(f"cores gives {len(cores)} cores for {len(self.workers)} workers")
+        self.cores = tuple(cores) if cores is not None else None
         self.tracker = tracker or FaceTracker()
         self.smoother = smoother or ScoreSmoother()
         spec = getattr(classifier, "spec", None)
@@ -246,13 +254,15 @@ class Pipeline:
             threads = model_threads_for(options.workers, source_kind, engine=detector_options.engine)
         owned: list = []  # everything opened so far, closed again if a later part fails
         pairs = []
+        cores = worker_cores(options.workers)
         try:
-            for _ in range(options.workers):
-                with quiet_native_stderr():  # LiteRT announces its CPU delegate
-                    classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=threads)
-                owned.append(classifier)
-                detector = FaceDetector(detector_options, num_threads=threads)
-                owned.append(detector)
+            for worker in range(options.workers):
+                with pinned(cores[worker] if cores else None):  # the threads they start keep to the worker's core
+                    with quiet_native_stderr():  # LiteRT announces its CPU delegate
+                        classifier = EmotionClassifier.from_dir(model_dir, options.variant, num_threads=threads)
+                    owned.append(classifier)
+                    detector = FaceDetector(detector_options, num_threads=threads)
+                    owned.append(detector)
                 pairs.append((detector, classifier))
         except BaseException:
             for part in owned:
@@ -264,6 +274,7 @@ class Pipeline:
             ScoreSmoother(options.smoothing),
             extra_workers=pairs[1:],
             caller_works=options.caller_works,
+            cores=cores,
         )
         pipeline._owned = owned
         pipeline.model_threads = threads
@@ -381,7 +392,7 @@ class Pipeline:
                     self.reset()
                 yield frame, self.process(frame)
             return
-        for item in processed_ahead(frames, self._works(), in_caller=self.caller_works):
+        for item in processed_ahead(frames, self._works(), in_caller=self.caller_works, cores=self.cores):
             yield item.frame, self._track_processed(item, independent)
 
     def deliver(
@@ -415,7 +426,8 @@ class Pipeline:
         def track_and_handle(item: Processed[Analysis]) -> None:
             handle(item.frame, self._track_processed(item, independent))
 
-        DeliveringWorkers(frames, self._works(), track_and_handle, in_caller=self.caller_works).run()
+        DeliveringWorkers(frames, self._works(), track_and_handle, in_caller=self.caller_works,
+                          cores=self.cores).run()
 
     def _works(self) -> list[Callable[[Frame], Generator[None, None, Analysis]]]:
         """One work function per worker for ``edge.overlap``: ``analyse_steps`` with its stages."""
