@@ -38,6 +38,7 @@ import numpy as np
 
 from edge.benchclips import LoopedClip, sample_clip, write_tiled_faces_clip
 from edge.benchreport import BenchReport, StageStats, machine_info, process_threads, versions
+from edge.cores import pinned
 from edge.detector import DetectorEngine, DetectorModelName, FaceDetectorOptions, _enum_value
 from edge.errors import ConfigError
 from edge.model_spec import ModelSpec
@@ -446,7 +447,12 @@ def _run_timed(
     perf_counter = time.perf_counter
     timings = pipeline.timings
     iterator = iter(frames)
-    detect = pipeline.detector.detect
+    core = pipeline.cores[0] if pipeline.cores else None
+
+    def detect(frame: Frame) -> object:
+        with pinned(core):  # where the pipeline's frames are detected
+            return pipeline.detector.detect(frame)
+
     for index in range(-options.warmup_frames, options.frames):
         started = perf_counter()
         frame = next(iterator)

@@ -169,7 +169,7 @@ class Ahead(Iterator[T]):
             self.thread.join(_JOIN_TIMEOUT_S)
 
 
-def _process_each(frames: Iterable[Frame], work: Work[T]) -> Iterator[Processed[T]]:
+def _process_each(frames: Iterable[Frame], work: Work[T], core: int | None) -> Iterator[Processed[T]]:
     iterator = iter(frames)
     while True:
         started = perf_counter()
@@ -177,7 +177,8 @@ def _process_each(frames: Iterable[Frame], work: Work[T]) -> Iterator[Processed[
         if frame is None:
             return
         decoded = perf_counter()
-        value = finish(work(frame))
+        with pinned(core):
+            value = finish(work(frame))
         yield Processed(frame, value, started, decoded - started, perf_counter() - decoded)
 
 
@@ -506,7 +507,8 @@ def processed_ahead(
     if not callable(work) and len(work) == 1:
         work = work[0]
     if callable(work):
-        ahead: Ahead[Processed[T]] | OrderedWorkers[T] = Ahead(_process_each(frames, work), depth, "ers-worker")
+        core = cores[0] if cores else None
+        ahead: Ahead[Processed[T]] | OrderedWorkers[T] = Ahead(_process_each(frames, work, core), depth, "ers-worker")
     else:
         ahead = OrderedWorkers(frames, work, depth, in_caller=in_caller, cores=cores)
     try:

@@ -191,9 +191,9 @@ class Pipeline:
     let an overlapped run analyse several frames at once, one pair per
     worker; ``caller_works`` says whether the calling thread is the first of
     them (``deliver``, ``frames_and_results``); ``cores``, one per worker,
-    keeps each worker's thread on its core in an overlapped run
-    (``edge.cores``; ``from_options`` picks them and builds each worker's
-    stages there).
+    keeps each worker's thread on its core while it analyses frames, and a
+    sequential run's on the first (``edge.cores``; ``from_options`` picks
+    them and builds each worker's stages there).
 
     ``timings``: set it to a dict and ``process`` records there the seconds
     each stage of the last frame took (``STAGES``: ``detect``, ``preprocess``
@@ -254,7 +254,8 @@ class Pipeline:
             threads = model_threads_for(options.workers, source_kind, engine=detector_options.engine)
         owned: list = []  # everything opened so far, closed again if a later part fails
         pairs = []
-        cores = worker_cores(options.workers)
+        cores = worker_cores(options.workers,
+                             detector_threads=DetectorEngine(detector_options.engine) is DetectorEngine.MEDIAPIPE)
         try:
             for worker in range(options.workers):
                 with pinned(cores[worker] if cores else None):  # the threads they start keep to the worker's core
@@ -281,8 +282,10 @@ class Pipeline:
         return pipeline
 
     def process(self, frame: Frame) -> FrameResult:
-        """Detect, classify, track and smooth every face of one frame."""
-        return self._track(frame, self.analyse(frame))
+        """Detect, classify, track and smooth every face of one frame (on the first worker's core)."""
+        with pinned(self.cores[0] if self.cores else None):
+            analysis = self.analyse(frame)
+        return self._track(frame, analysis)
 
     def analyse(self, frame: Frame, worker: int = 0) -> Analysis:
         """Detect and classify the faces of one frame with the stages of ``worker`` (no tracking)."""

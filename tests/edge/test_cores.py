@@ -22,16 +22,21 @@ def _frames(count: int) -> list[Frame]:
     return [Frame(np.zeros((8, 8, 3), np.uint8), index, 40 * index) for index in range(count)]
 
 
-@pytest.mark.parametrize(("allowed", "workers", "expected"), [
-    ({0, 1}, 2, (0, 1)),
-    ({2, 5}, 3, (2, 5, 2)),  # more workers than cores: they share them in turn
-    ({0, 1, 2, 3}, 2, None),  # a core to spare: left free
-    ({0, 1}, 1, None),  # one worker: nothing overlaps
+@pytest.mark.parametrize(("allowed", "workers", "detector_threads", "expected"), [
+    ({0, 1}, 2, False, (0, 1)),
+    ({2, 5}, 3, False, (2, 5, 2)),  # more workers than cores: they share them in turn
+    ({0, 1, 2, 3}, 2, False, None),  # a core to spare: left free
+    ({0, 1}, 1, False, None),  # one worker: nothing to keep apart
+    ({0, 1}, 1, True, (0,)),  # one worker beside mediapipe's own threads fills 2 cores
+    ({0, 1, 2}, 2, True, (0, 1)),
+    ({0, 1, 2, 3}, 2, True, None),
+    ({0}, 1, False, None),
 ])
-def test_workers_are_pinned_only_when_they_occupy_every_core(monkeypatch, allowed, workers, expected):
+def test_workers_are_pinned_only_when_they_occupy_every_core(monkeypatch, allowed, workers, detector_threads,
+                                                             expected):
     monkeypatch.setattr(cores_module.os, "sched_setaffinity", lambda pid, cores: None, raising=False)
     monkeypatch.setattr(cores_module.os, "sched_getaffinity", lambda pid: set(allowed), raising=False)
-    assert worker_cores(workers) == expected
+    assert worker_cores(workers, detector_threads=detector_threads) == expected
 
 
 def test_nothing_is_pinned_without_thread_affinity(monkeypatch):
@@ -73,6 +78,28 @@ def test_overlapped_workers_work_on_their_cores_and_the_caller_gets_its_cores_ba
         assert [item.value for item in processed_ahead(_frames(12), [work, work], cores=[core, core])] == list(range(12))
     assert seen == [{core}] * 12
     assert os.sched_getaffinity(0) == before
+
+
+class _AffinityDetector(FakeDetector):
+    """Notes the cores the calling thread may run on at each frame."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.seen: list[set[int]] = []
+
+    def detect(self, frame):
+        self.seen.append(os.sched_getaffinity(0))
+        return super().detect(frame)
+
+
+@needs_affinity
+@pytest.mark.parametrize("overlap", [False, True])
+def test_one_pinned_worker_detects_on_its_core_sequentially_or_on_its_thread(overlap):
+    before = os.sched_getaffinity(0)
+    core = max(before)
+    detector = _AffinityDetector()
+    list(Pipeline(detector, FakeClassifier(), cores=[core]).run(_frames(4), overlap=overlap))
+    assert detector.seen == [{core}] * 4 and os.sched_getaffinity(0) == before
 
 
 def test_cores_must_match_the_workers():
