@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,7 +50,7 @@ from edge.pipeline import (
     resolve_model_dir,
 )
 from edge.sources import DECODE_THREADS, RUNTIME_OPENCV_THREADS, decode_ahead_for, opencv_threads
-from edge.types import Frame, FrameResult, SourceKind
+from edge.types import FaceDetection, Frame, FrameResult, SourceKind
 
 STAGES = ("decode", "detect", "preprocess", "classify", "track", "draw", "encode", "events")
 MAX_FACES = 36
@@ -449,7 +449,7 @@ def _run_timed(
     iterator = iter(frames)
     core = pipeline.cores[0] if pipeline.cores else None
 
-    def detect(frame: Frame) -> object:
+    def detect(frame: Frame) -> Sequence[FaceDetection]:
         with pinned(core):  # where the pipeline's frames are detected
             return pipeline.detector.detect(frame)
 

@@ -517,4 +517,6 @@ def processed_ahead(
         ahead.close()
 
 
-__all__ = ["Ahead", "DeliveringWorkers", "OrderedWorkers", "Processed", "Work", "finish", "processed_ahead", "DEFAULT_DEPTH"]
+__all__ = [
+    "Ahead", "DeliveringWorkers", "OrderedWorkers", "Processed", "Work", "finish", "processed_ahead", "DEFAULT_DEPTH",
+]
