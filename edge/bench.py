@@ -196,7 +196,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
                           decode_threads=options.decode_threads)
         kind = SourceKind.LIVE if options.realtime else SourceKind.VIDEO  # realtime plays the clip as a camera
         with Pipeline.from_options(pipeline_options, kind) as pipeline:
-            model_threads = pipeline.model_threads
+            model_threads, worker_cores = pipeline.model_threads, pipeline.cores
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path, scratch)
     stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds, baseline_wall_s = measured
@@ -227,6 +227,11 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     elif options.overlapped:
         notes.append("decode, detect and classify of the next frames run on a worker thread beside tracking "
                      "(--overlap); a frame's latency includes its waits for the busy threads")
+    if worker_cores is not None:
+        where = (f"core {worker_cores[0]}" if len(worker_cores) == 1
+                 else f"cores {', '.join(map(str, worker_cores))}, one each")
+        notes.append(f"workers keep to {where}, with the threads their face detector starts (edge.cores: "
+                     "together they occupy every usable core)")
     if options.faces is not None and faces.mean() < 0.9 * options.faces:
         hint = "need the full-range model: --detector full" if detector_options.model.value == "short" else "are missed"
         found = f"the detector found {faces.mean():.2f} of the {options.faces} tiled faces per frame"
@@ -256,6 +261,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "overlap": options.overlapped,
             "workers": options.worker_count,
             "caller_works": options.caller_works,
+            "worker_cores": list(worker_cores) if worker_cores is not None else None,
             "frames": options.frames,
             "warmup_frames": options.warmup_frames,
             "draw": options.draw,

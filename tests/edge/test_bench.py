@@ -15,6 +15,7 @@ import edge.bench as bench_module
 from edge.bench import STAGES, BenchOptions, BenchReport, benchmark, machine_info, versions
 from edge.benchclips import LoopedClip, grid_shape, sample_clip, tile_faces
 from edge.cli import cli
+from edge.cores import worker_cores
 from edge.errors import ConfigError, SourceError
 from edge.sources import DECODE_AHEAD
 from edge_testing import synthetic_frames, write_video
@@ -348,6 +349,9 @@ def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     assert data["settings"]["detector_engine"] == "litert"
     assert data["settings"]["decode_threads"] == 1 and "(1 FFmpeg thread)" in result.output
     assert data["settings"]["caller_works"] is True and "the main thread and 2 more" in result.output
+    pinned = worker_cores(3)  # 3 litert workers: pinned where they occupy every core (edge.cores)
+    assert data["settings"]["worker_cores"] == (list(pinned) if pinned else None)
+    assert ("workers keep to cores" in result.output) is bool(pinned)
     dedicated = CliRunner().invoke(cli, [*args, "--dedicated-workers", "--json", str(tmp_path / "d.json")])
     assert dedicated.exit_code == 0, dedicated.output
     assert "2 workers (threads of their own, --dedicated-workers" in dedicated.output
