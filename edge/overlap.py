@@ -240,25 +240,27 @@ class _Workers(Generic[T]):
             return self._waiting and place == self._next
 
     def _after_filing(self, awaited: bool) -> None:
-        """What a worker thread does once it has filed a frame, a failure or the end
+        """What a worker does once it has filed a frame, a failure or the end
         (``awaited``: the consumer waits for just that place)."""
 
     def _work(self, work: Work[T], core: int | None) -> None:
         with pinned(core):
             self._work_frames(work)
 
-    def _work_frames(self, work: Work[T]) -> None:
+    def _work_frames(self, work: Work[T], caught: type[BaseException] = BaseException) -> None:
+        """Take, work on and file frames until none is left; errors of the kind ``caught`` are filed
+        (the consumer's own thread lets Ctrl+C and the like through at once)."""
         while not self._stop.is_set() and self._end is None:
             if not self._room.acquire(timeout=0.05):
                 continue
-            taken = self._take_frame(BaseException)
+            taken = self._take_frame(caught)
             if taken is None:
                 self._after_filing(False)
                 return
             place, frame, started, decoded = taken
             try:
                 value = finish(work(frame))
-            except BaseException as error:  # raised in the consumer, in order
+            except caught as error:  # raised in the consumer, in order
                 self._after_filing(self._file(place, _Failed(error)))
                 return
             processed = Processed(frame, value, started, decoded - started, perf_counter() - decoded)
@@ -459,8 +461,9 @@ class DeliveringWorkers(_Workers[T]):
         self._start()
         work = self._caller_work
         try:
-            with pinned(self._caller_core):
-                self._work_in_caller(work)
+            if work is not None:
+                with pinned(self._caller_core):
+                    self._work_frames(work, Exception)  # delivers as it files (_after_filing)
             with self._changed:
                 while not self._stop.is_set() and (self._delivering or self._end is None or self._next < self._end):
                     self._changed.wait(0.1)
@@ -468,24 +471,6 @@ class DeliveringWorkers(_Workers[T]):
             self.close()
         if self._error is not None:
             raise self._error
-
-    def _work_in_caller(self, work: Work[T] | None) -> None:
-        """The caller's share: frames worked on and delivered in its thread until none is left."""
-        while work is not None and not self._stop.is_set() and self._end is None:
-            if not self._room.acquire(timeout=0.05):
-                continue
-            taken = self._take_frame(Exception)
-            if taken is None:
-                self._hand_on()  # a failure of the source may be next
-                return
-            place, frame, started, decoded = taken
-            try:
-                value = finish(work(frame))
-            except Exception as error:
-                self._file(place, _Failed(error))
-            else:
-                self._file(place, Processed(frame, value, started, decoded - started, perf_counter() - decoded))
-            self._hand_on()
 
 
 def processed_ahead(
