@@ -13,6 +13,7 @@ owns them: use it as a context manager.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -405,25 +406,29 @@ class Pipeline:
         *,
         independent: bool | None = None,
         overlap: bool = False,
+        in_this_thread: bool = False,
     ) -> None:
         """Call ``handle(frame, result)`` for every frame of a source, in order, one call at a time.
 
-        Sequentially, or overlapped with one worker, it does what iterating
-        ``frames_and_results`` does, in this thread. Overlapped with several
-        workers, each frame is tracked and handed to ``handle`` by whichever
-        worker finished it (this thread or a worker's), as soon as the frames
-        before it are (``edge.overlap.DeliveringWorkers``): a finished frame
-        waits neither for the step this thread is in nor for a thread to wake
-        up, so frames come out sooner for the same frames per second.
-        ``handle`` must then be safe to call from a worker thread: a live
-        window needs ``frames_and_results``. An error raised by ``handle``
-        stops the workers and is raised here. ``caller_works`` only says
-        whether this thread is one of the workers or waits for them.
+        Sequentially, overlapped with one worker, or ``in_this_thread`` (a live
+        window is drawn by the thread that opened it), it does what iterating
+        ``frames_and_results`` does, in this thread. Otherwise, overlapped with
+        several workers, each frame is tracked and handed to ``handle`` by
+        whichever worker finished it (this thread or a worker's), as soon as
+        the frames before it are (``edge.overlap.DeliveringWorkers``): a
+        finished frame waits neither for the step this thread is in nor for a
+        thread to wake up, so frames come out sooner for the same frames per
+        second; ``handle`` must then be safe to call from a worker thread, and
+        ``caller_works`` only says whether this thread is one of the workers or
+        waits for them. An error raised by ``handle`` stops the workers before
+        it is raised here.
         """
         independent = _independent(frames, independent)
-        if not overlap or len(self.workers) == 1:
-            for frame, result in self.frames_and_results(frames, independent=independent, overlap=overlap):
-                handle(frame, result)
+        if not overlap or len(self.workers) == 1 or in_this_thread:
+            results = self.frames_and_results(frames, independent=independent, overlap=overlap)
+            with contextlib.closing(results):  # the workers stop before an error of handle leaves here
+                for frame, result in results:
+                    handle(frame, result)
             return
 
         def track_and_handle(item: Processed[Analysis]) -> None:

@@ -254,13 +254,9 @@ def _run_loop(
                 raise _EnoughFrames
 
         try:
-            if display:  # the window is drawn by the thread that opened it
-                results = pipeline.frames_and_results(source, overlap=overlap)
-                stack.enter_context(contextlib.closing(results))  # stops the workers before the sinks close
-                for frame, result in results:
-                    write(frame, result)
-            else:  # frames are written by whichever worker finished them: the soonest
-                pipeline.deliver(source, write, overlap=overlap)
+            # Frames are written by whichever worker finished them (the soonest), but for a window, which is
+            # drawn by the thread that opened it. The workers stop before the sinks close.
+            pipeline.deliver(source, write, overlap=overlap, in_this_thread=display)
         except _EnoughFrames:
             stop_reason = "max_frames"
         except StopRequested:

@@ -310,10 +310,16 @@ def test_deliver_hands_on_the_sequential_results_in_order(workers, overlap):
     assert [result for _, result in handed] == sequential
 
 
-def test_deliver_with_one_worker_hands_on_in_the_callers_thread():
-    threads = set()
-    _pipeline(1).deliver(_frames(5), lambda frame, result: threads.add(threading.current_thread()), overlap=True)
-    assert threads == {threading.main_thread()}
+@pytest.mark.parametrize(("workers", "in_this_thread"), [(1, False), (2, True)])
+def test_deliver_with_one_worker_or_in_this_thread_hands_on_in_the_callers_thread(workers, in_this_thread):
+    threads, handed = set(), []
+
+    def handle(frame, result):
+        threads.add(threading.current_thread())
+        handed.append(result)
+
+    _pipeline(workers).deliver(_frames(12), handle, overlap=True, in_this_thread=in_this_thread)
+    assert threads == {threading.main_thread()} and handed == list(_pipeline().run(_frames(12)))
 
 
 def test_delivering_workers_deliver_in_order_one_call_at_a_time():
