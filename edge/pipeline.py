@@ -255,8 +255,7 @@ class Pipeline:
             threads = model_threads_for(options.workers, source_kind, engine=detector_options.engine)
         owned: list = []  # everything opened so far, closed again if a later part fails
         pairs = []
-        cores = worker_cores(options.workers,
-                             detector_threads=DetectorEngine(detector_options.engine) is DetectorEngine.MEDIAPIPE)
+        cores = worker_cores(options.workers, detector_threads=detector_options.engine is DetectorEngine.MEDIAPIPE)
         try:
             for worker in range(options.workers):
                 with pinned(cores[worker] if cores else None):  # the threads they start keep to the worker's core
