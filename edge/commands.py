@@ -25,8 +25,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
-# Shared by `ers run` and `ers bench`: the same settings, measured as they run.
-_engine_option = click.option(
+# Shared by `ers run`, `ers bench` and tools/bench_targets.py: the same settings, measured as they run.
+engine_option = click.option(
     "--detector-engine",
     type=click.Choice([engine.value for engine in DetectorEngine]),
     default=_DETECTOR.engine.value,
@@ -46,7 +46,7 @@ _workers_option = click.option(
     help="Frames detected and classified at once (with --overlap), each worker with its own "
     "detector and classifier: one on a thread of its own; with more, see --caller-works.",
 )
-_caller_works_option = click.option(
+caller_works_option = click.option(
     "--caller-works/--dedicated-workers", default=True, show_default=True,
     help="With 2 or more --workers: the main thread is the first worker, or each worker has a thread and the "
     "main thread waits. Each frame is tracked and written by the worker that finished it, except with a live "
@@ -71,7 +71,7 @@ _caller_works_option = click.option(
     help="Face detector: short range (webcam distance, fastest), full range (small or many faces), "
     "or auto (full for images and folders, short for video and cameras).",
 )
-@_engine_option
+@engine_option
 @click.option(
     "--min-confidence",
     type=click.FloatRange(0.0, 1.0),
@@ -114,7 +114,7 @@ _caller_works_option = click.option(
     "more frames per second from files, more latency. Default: on for files, off for cameras and streams.",
 )
 @_workers_option
-@_caller_works_option
+@caller_works_option
 @_threads_option
 def run(
     source: str,
@@ -184,7 +184,7 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
 @click.option(
     "--detector", type=click.Choice(["short", "full"]), default="short", show_default=True, help="Face detector model."
 )
-@_engine_option
+@engine_option
 @click.option(
     "--decode-ahead",
     type=click.IntRange(min=0),
@@ -206,7 +206,7 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     "for files. Default: on, off with --realtime (as for a camera).",
 )
 @_workers_option
-@_caller_works_option
+@caller_works_option
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True, help="Frames to time.")
 @click.option(
     "--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Frames to run before timing."

@@ -33,7 +33,7 @@ import click
 from edge.bench import BenchOptions, benchmark
 from edge.benchclips import SAMPLE_CLIP, sample_clip
 from edge.benchreport import BenchReport, machine_info
-from edge.detector import DetectorEngine
+from edge.commands import caller_works_option, engine_option
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,13 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder written by `ers export`. Default: the shipped model.")
 @click.option("--variant", default="int8", show_default=True, help="Model variant.")
-@click.option("--detector-engine", type=click.Choice([engine.value for engine in DetectorEngine]),
-              default=DetectorEngine.MEDIAPIPE.value, show_default=True, help="What runs the face detector.")
+@engine_option
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
 @click.option("--frames", type=click.IntRange(min=1), default=1500, show_default=True, help="Frames per run.")
 @click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Warm-up frames per run.")
 @click.option("--fer-python", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A Python that has `fer`: also time it on the clip (once, 100 frames).")
-@click.option("--caller-works/--dedicated-workers", default=True, show_default=True,
-              help="Who works with the first of the overlapped workers' stages (`ers bench --help`).")
+@caller_works_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures.")
 def main(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, rounds: int, frames: int,
          warmup: int, fer_python: Path | None, caller_works: bool, json_path: Path | None) -> None:
