@@ -1,0 +1,46 @@
+"""tools/thread_cost.py: one frame loop alone, two in threads and two in processes, each timed."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from click.testing import CliRunner
+from edge_testing import synthetic_frames, write_video
+
+from tool_scripts import TOOLS, loaded_tool
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="the tool keeps each loop to one of 2 cores (Linux's sched_setaffinity)",
+)
+
+
+@pytest.fixture(scope="module")
+def tool():
+    with loaded_tool("thread_cost") as module:
+        yield module
+
+
+def test_every_arrangement_prints_its_loops_times(tool, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TOOLS))  # a spawned process imports the loop from the tool by name
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64), fps=10.0)
+    result = CliRunner().invoke(tool.main, ["--clip", str(clip), "--detector-engine", "litert",
+                                            "--frames", "100", "--warmup", "2", "--rounds", "1"])
+    assert result.exit_code == 0, result.output
+    rows = re.findall(r"^(\w+)\s+([\d.]+) ms\s+([\d.]+) ms\s+([\d.]+)$", result.output, flags=re.M)
+    assert [row[0] for row in rows] == ["alone", "threads", "processes"]
+    for _, p50, p95, sleeps in rows:
+        assert 0 < float(p50) <= float(p95) and float(sleeps) >= 0
+    rounds = re.findall(r"^round 1/1, (\w+): (.*)$", result.output, flags=re.M)
+    loops = [(name, times.count("p50")) for name, times in rounds]
+    assert loops == [("alone", 1), ("threads", 2), ("processes", 2)]
+
+
+def test_one_loop_times_its_frames_on_its_core(tool, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64), fps=10.0)
+    core = sorted(os.sched_getaffinity(0))[-1]
+    times = tool.frame_loop(core, clip, "litert", frames=20, warmup=4, start=None)  # the clip plays 4 times
+    assert 0 < times.p50_ms <= times.p95_ms
+    assert times.sleeps_per_frame is None or times.sleeps_per_frame >= 0

@@ -1,0 +1,162 @@
+"""What two Python threads cost each other: one frame loop alone, two in threads, two in processes.
+
+An overlapped run's frame p95 lies above a sequential run's on 2 cores, with
+the workers each on a core of their own and nothing queued between them. This
+separates the cause. Each loop is the sequential pipeline (decode a frame, then
+``Pipeline.process``) on its own copy of the clip, with its own detector and
+classifier, kept with its detector's threads to one core: two loops share
+nothing but, in threads, the Python interpreter (its lock, the GIL, and its
+objects). Each round times one loop alone, two in threads of one process,
+and two in processes, in turn, and prints, per arrangement, the median over
+rounds and loops of the frame p50 and p95 (decode included; re-opening the
+looped clip not counted) and of the times per frame a loop's thread went to
+sleep (voluntary context switches, from Linux's ``/proc``). Alone, a loop
+sleeps only while mediapipe's detector works on threads of its own; in
+threads, every further sleep is a wait for the GIL that the other loop holds.
+
+    python tools/thread_cost.py --detector-engine litert --rounds 3
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import click
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from edge.benchclips import LoopedClip, sample_clip  # noqa: E402
+from edge.classifier import EmotionClassifier  # noqa: E402
+from edge.commands import engine_option  # noqa: E402
+from edge.cores import pinned  # noqa: E402
+from edge.detector import FaceDetector, FaceDetectorOptions  # noqa: E402
+from edge.pipeline import DEFAULT_MODEL_DIR, Pipeline  # noqa: E402
+from edge.types import SourceKind  # noqa: E402
+
+ARRANGEMENTS = ("alone", "threads", "processes")
+
+
+class LoopTimes(NamedTuple):
+    p50_ms: float
+    p95_ms: float
+    sleeps_per_frame: float | None  # None where /proc has no per-thread counts
+
+
+def _sleeps() -> int | None:
+    """Voluntary context switches of the calling thread so far (None off Linux)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split(":")[1])
+    except OSError:
+        return None
+    return None
+
+
+def frame_loop(core: int, clip: Path, engine: str, frames: int, warmup: int, start) -> LoopTimes:
+    """Decode and process ``frames`` frames of ``clip`` after ``warmup``, on ``core`` with the threads its
+    detector starts; ``start`` (a barrier, or None) lines the timed frames up with the other loop's."""
+    with pinned(core), EmotionClassifier.from_dir(DEFAULT_MODEL_DIR, num_threads=1) as classifier, \
+            FaceDetector(FaceDetectorOptions(engine=engine).resolve(SourceKind.VIDEO), num_threads=1) as detector:
+        pipeline = Pipeline(detector, classifier, cores=(core,))
+        looped = LoopedClip(clip, warmup + frames, decode_ahead=0, decode_threads=1)
+        iterator = iter(looped)
+        for _ in range(warmup):
+            pipeline.process(next(iterator))
+        if start is not None:
+            start.wait()
+        latency = np.zeros(frames)
+        slept = _sleeps()
+        for index in range(frames):
+            started = time.perf_counter()
+            frame = next(iterator)
+            pipeline.process(frame)
+            latency[index] = time.perf_counter() - started - looped.reopen_at.get(frame.index, 0.0)
+        after = _sleeps()
+    sleeps = (after - slept) / frames if slept is not None and after is not None else None
+    return LoopTimes(1e3 * float(np.percentile(latency, 50)), 1e3 * float(np.percentile(latency, 95)), sleeps)
+
+
+def _in_process(results, core: int, *args) -> None:
+    results.put((core, frame_loop(core, *args)))
+
+
+def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine: str, frames: int,
+                    warmup: int) -> list[LoopTimes]:
+    """The times of each loop of one arrangement: ``alone`` (one loop), ``threads`` or ``processes`` (two)."""
+    args = (clip, engine, frames, warmup)
+    if arrangement == "alone":
+        return [frame_loop(cores[0], *args, None)]
+    if arrangement == "threads":
+        start = threading.Barrier(2)
+        times: dict[int, LoopTimes] = {}
+
+        def loop(core: int) -> None:
+            times[core] = frame_loop(core, *args, start)
+
+        threads = [threading.Thread(target=loop, args=(core,)) for core in cores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if len(times) != 2:
+            raise click.ClickException("a frame loop failed in its thread (see above)")
+        return list(times.values())
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=_in_process, args=(results, core, *args, start)) for core in cores]
+    for process in processes:
+        process.start()
+    try:
+        return [results.get(timeout=600)[1] for _ in processes]
+    finally:
+        for process in processes:
+            process.join(10)
+
+
+@click.command()
+@click.option("--clip", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Video to loop (default: the sample clip single_face.mp4).")
+@engine_option
+@click.option("--frames", type=click.IntRange(min=100), default=3000, show_default=True, help="Frames each loop times.")
+@click.option("--warmup", type=click.IntRange(min=0), default=300, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--arrangement", "arrangements", multiple=True, type=click.Choice(ARRANGEMENTS),
+              default=ARRANGEMENTS, show_default=True, help="Which to time; repeat for several.")
+def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, rounds: int,
+         arrangements: tuple[str, ...]) -> None:
+    """Frame p50 and p95 of one frame loop alone, two in threads and two in processes, in turn."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(usable) < 2:
+        raise click.ClickException("needs 2 cores this process may use, and Linux's sched_setaffinity")
+    cores = (usable[0], usable[1])
+    clip = clip or sample_clip()
+    measured: dict[str, list[LoopTimes]] = {name: [] for name in ARRANGEMENTS if name in arrangements}
+    for number in range(1, rounds + 1):
+        for arrangement in measured:
+            loops = run_arrangement(arrangement, cores, clip, detector_engine, frames, warmup)
+            measured[arrangement].extend(loops)
+            click.echo(f"round {number}/{rounds}, {arrangement}: "
+                       + ", ".join(f"p50 {loop.p50_ms:.3f} p95 {loop.p95_ms:.3f} ms" for loop in loops), err=True)
+    click.echo(f"{clip.name}, detector on {detector_engine}, {frames} frames a loop, {rounds} rounds, "
+               f"cores {cores[0]} and {cores[1]}; medians over the rounds and loops")
+    click.echo(f"{'arrangement':<12} {'frame p50':>10} {'frame p95':>10} {'sleeps per frame':>17}")
+    for arrangement, loops in measured.items():
+        sleeps = [loop.sleeps_per_frame for loop in loops if loop.sleeps_per_frame is not None]
+        click.echo(f"{arrangement:<12} {statistics.median(loop.p50_ms for loop in loops):>7.3f} ms "
+                   f"{statistics.median(loop.p95_ms for loop in loops):>7.3f} ms "
+                   f"{statistics.median(sleeps) if sleeps else float('nan'):>17.2f}")
+
+
+if __name__ == "__main__":
+    main()
