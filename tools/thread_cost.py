@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import threading
@@ -88,7 +89,17 @@ def frame_loop(core: int, clip: Path, engine: str, frames: int, warmup: int, sta
 
 
 def _in_process(results, core: int, *args) -> None:
-    results.put((core, frame_loop(core, *args)))
+    """``frame_loop`` in a process of its own: its times, or what stopped it, go to ``results``."""
+    start = args[-1]
+    try:
+        results.put((core, frame_loop(core, *args)))
+    except BaseException as error:
+        start.abort()  # the other loop stops waiting for this one
+        results.put((core, f"{type(error).__name__}: {error}"))
+
+
+def _failed(failures: list[str]) -> click.ClickException:
+    return click.ClickException("a frame loop failed: " + "; ".join(failures))
 
 
 def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine: str, frames: int,
@@ -97,31 +108,52 @@ def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine
     args = (clip, engine, frames, warmup)
     if arrangement == "alone":
         return [frame_loop(cores[0], *args, None)]
+    failures: list[str] = []
     if arrangement == "threads":
         start = threading.Barrier(2)
-        times: dict[int, LoopTimes] = {}
+        times: list[LoopTimes] = []
 
         def loop(core: int) -> None:
-            times[core] = frame_loop(core, *args, start)
+            try:
+                times.append(frame_loop(core, *args, start))
+            except BaseException as error:
+                start.abort()
+                failures.append(f"core {core}: {type(error).__name__}: {error}")
 
         threads = [threading.Thread(target=loop, args=(core,)) for core in cores]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        if len(times) != 2:
-            raise click.ClickException("a frame loop failed in its thread (see above)")
-        return list(times.values())
+        if failures:
+            raise _failed(failures)
+        return times
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(2), context.Queue()
     processes = [context.Process(target=_in_process, args=(results, core, *args, start)) for core in cores]
     for process in processes:
         process.start()
+    loops: list[LoopTimes] = []
     try:
-        return [results.get(timeout=600)[1] for _ in processes]
+        while len(loops) + len(failures) < len(processes):
+            try:
+                core, outcome = results.get(timeout=1.0)
+            except queue.Empty:
+                ended = [f"core {core}: exit code {process.exitcode}" for core, process in zip(cores, processes)
+                         if process.exitcode not in (None, 0)]
+                if ended:  # killed, or crashed in native code: it could not say why
+                    raise _failed(ended) from None
+                continue
+            if isinstance(outcome, str):
+                failures.append(f"core {core}: {outcome}")
+            else:
+                loops.append(outcome)
     finally:
         for process in processes:
             process.join(10)
+    if failures:
+        raise _failed(failures)
+    return loops
 
 
 @click.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+import click
 import pytest
 from click.testing import CliRunner
 from edge_testing import synthetic_frames, write_video
@@ -44,3 +45,27 @@ def test_one_loop_times_its_frames_on_its_core(tool, tmp_path):
     times = tool.frame_loop(core, clip, "litert", frames=20, warmup=4, start=None)  # the clip plays 4 times
     assert 0 < times.p50_ms <= times.p95_ms
     assert times.sleeps_per_frame is None or times.sleeps_per_frame >= 0
+
+
+def test_a_thread_whose_loop_fails_is_named_and_the_other_stops_waiting(tool, tmp_path, monkeypatch):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64), fps=10.0)
+    cores = tuple(sorted(os.sched_getaffinity(0))[:2])
+    real_pinned = tool.pinned
+
+    def pinned(core):
+        if core == cores[1]:
+            raise RuntimeError("no such core")
+        return real_pinned(core)
+
+    monkeypatch.setattr(tool, "pinned", pinned)
+    with pytest.raises(click.ClickException, match=rf"core {cores[1]}: RuntimeError: no such core") as failed:
+        tool.run_arrangement("threads", cores, clip, "litert", 100, 0)
+    assert f"core {cores[0]}: BrokenBarrierError" in str(failed.value)  # it waited for the other at the start
+
+
+def test_a_process_whose_loop_fails_says_why(tool, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TOOLS))
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64), fps=10.0)
+    cores = tuple(sorted(os.sched_getaffinity(0))[:2])
+    with pytest.raises(click.ClickException, match=r"a frame loop failed: core \d+: .*bad engine"):
+        tool.run_arrangement("processes", cores, clip, "bad engine", 100, 0)
