@@ -69,7 +69,7 @@ def frame_loop(core: int, clip: Path, engine: str, frames: int, warmup: int, sta
     detector starts; ``start`` (a barrier, or None) lines the timed frames up with the other loop's."""
     with pinned(core), EmotionClassifier.from_dir(DEFAULT_MODEL_DIR, num_threads=1) as classifier, \
             FaceDetector(FaceDetectorOptions(engine=engine).resolve(SourceKind.VIDEO), num_threads=1) as detector:
-        pipeline = Pipeline(detector, classifier, cores=(core,))
+        pipeline = Pipeline(detector, classifier)  # on the core already: pinned once, as an overlapped worker is
         looped = LoopedClip(clip, warmup + frames, decode_ahead=0, decode_threads=1)
         iterator = iter(looped)
         for _ in range(warmup):
