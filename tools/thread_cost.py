@@ -106,9 +106,12 @@ def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine
                     warmup: int) -> list[LoopTimes]:
     """The times of each loop of one arrangement: ``alone`` (one loop), ``threads`` or ``processes`` (two)."""
     args = (clip, engine, frames, warmup)
-    if arrangement == "alone":
-        return [frame_loop(cores[0], *args, None)]
     failures: list[str] = []
+    if arrangement == "alone":
+        try:
+            return [frame_loop(cores[0], *args, None)]
+        except Exception as error:
+            raise _failed([f"core {cores[0]}: {type(error).__name__}: {error}"]) from None
     if arrangement == "threads":
         start = threading.Barrier(2)
         times: list[LoopTimes] = []
@@ -130,7 +133,8 @@ def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine
         return times
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(2), context.Queue()
-    processes = [context.Process(target=_in_process, args=(results, core, *args, start)) for core in cores]
+    processes = [context.Process(target=_in_process, args=(results, core, *args, start), daemon=True)
+                 for core in cores]
     for process in processes:
         process.start()
     loops: list[LoopTimes] = []

@@ -63,9 +63,10 @@ def test_a_thread_whose_loop_fails_is_named_and_the_other_stops_waiting(tool, tm
     assert f"core {cores[0]}: BrokenBarrierError" in str(failed.value)  # it waited for the other at the start
 
 
-def test_a_process_whose_loop_fails_says_why(tool, tmp_path, monkeypatch):
+@pytest.mark.parametrize("arrangement", ["alone", "processes"])
+def test_a_loop_that_fails_alone_or_in_a_process_says_why(tool, tmp_path, monkeypatch, arrangement):
     monkeypatch.syspath_prepend(str(TOOLS))
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64), fps=10.0)
     cores = tuple(sorted(os.sched_getaffinity(0))[:2])
     with pytest.raises(click.ClickException, match=r"a frame loop failed: core \d+: .*bad engine"):
-        tool.run_arrangement("processes", cores, clip, "bad engine", 100, 0)
+        tool.run_arrangement(arrangement, cores, clip, "bad engine", 100, 0)
