@@ -37,14 +37,14 @@ import numpy as np
 from edge.benchreport import machine_info
 from edge.classifier import EmotionClassifier
 from edge.errors import ConfigError, DataError, SinkError
-from edge.model_spec import ModelSpec, VariantSpec, sha256_of
+from edge.model_spec import MANIFEST_NAME, ModelSpec, VariantSpec, sha256_of
 from export import data as export_data
 from export.convert import convert_to_tflite, save_saved_model
 from export.errors import ConversionError, ExportGateTripped
 from export.gate import ExportGate, accuracy_drop_pp
 from export.metadata import build_model_spec, build_variant_spec
-from export.options import ExportOptions
-from export.report import ExportReport
+from export.options import ExportOptions, Quantization
+from export.report import REPORT_JSON, REPORT_MD, ExportReport
 from export.verify import ClassificationMetrics, VerifyReport, verify_tflite
 
 logger = logging.getLogger(__name__)
@@ -115,18 +115,41 @@ def model_io(model: object) -> tuple[tuple[int, int, int], int]:
     return tuple(int(d) for d in input_shape), int(output_shape[0])
 
 
+def _not_written_by_export(folder: Path) -> list[str]:
+    """Entries of ``folder`` that no export writes: what replacing it must not delete."""
+    export_files = {MANIFEST_NAME, REPORT_JSON, REPORT_MD, *(q.file_name for q in Quantization)}
+    return sorted(
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in folder.iterdir()
+        if entry.name not in export_files or not entry.is_file()
+    )
+
+
 def _check_target(out_dir: Path, options: ExportOptions, inputs: list[Path]) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out-dir {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not options.force:
-        raise ConfigError(
-            f"{out_dir} already exists and is not empty; pass --force (force=True) to replace it"
-        )
     resolved = out_dir.resolve()
+    if resolved == Path.cwd() or resolved in Path.cwd().parents:
+        # the folder is replaced by renaming, which would pull the current folder away from under us
+        raise ConfigError(
+            f"--out-dir {out_dir} is the current folder or holds it; export into a folder of its own"
+        )
     for path in inputs:
         if resolved == path.resolve() or resolved in path.resolve().parents:
             raise ConfigError(
                 f"--out-dir {out_dir} contains the input {path}; export into a separate folder"
+            )
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not options.force:
+            raise ConfigError(
+                f"{out_dir} already exists and is not empty; pass --force (force=True) to replace it"
+            )
+        foreign = _not_written_by_export(out_dir)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ConfigError(
+                f"{out_dir} holds {shown}, which no export writes; --force replaces only an earlier "
+                "export, so remove them or export into another folder"
             )
 
 
@@ -321,16 +344,18 @@ def export_model(
         _representative_set(options, training, input_shape) if options.needs_representative_data else None
     )
     reference = keras_probabilities(model, test.images)
+    target = out_dir.resolve()  # renamed by name beside it: "." or "a/.." has none of its own
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()  # not mkdtemp's 0700: the export gets the permissions of any new folder
     except OSError as error:
         raise SinkError(f"cannot write the export folder {out_dir}: {error.strerror or error}") from None
     try:
         spec, report = _write_export(
             staging, model, model_path, options, test, reference, representative, input_shape
         )
-        _move_into_place(staging, out_dir)
+        _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

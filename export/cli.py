@@ -62,7 +62,8 @@ def _variants(ctx: click.Context, param: click.Parameter, value: str) -> tuple[Q
 @click.option("--float-first-conv/--int8-first-conv", default=_DEFAULTS.float_first_conv, show_default=True,
               help="int8 variant: keep the convolution that reads the image in float32 (5x faster there "
                    "with XNNPACK on an AMX Xeon; the variant then takes and gives float32 tensors).")
-@click.option("--force", is_flag=True, help="Replace an existing export folder.")
+@click.option("--force", is_flag=True,
+              help="Replace an earlier export in --out-dir (never a folder holding other files).")
 def export(
     model_path: Path,
     out_dir: Path,

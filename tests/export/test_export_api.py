@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import stat
 import sys
 import types
 from pathlib import Path
@@ -171,16 +174,50 @@ def test_gate_thresholds_come_from_the_options(
 
 def test_existing_export_is_not_overwritten_without_force(tmp_path, model_path, dataset_dir, fast_options):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("old")
+    export_model(model_path, out, fast_options(dataset_dir, variants=("float16",)))
     with pytest.raises(ConfigError, match=r"already exists and is not empty; pass --force"):
         export_model(model_path, out, fast_options(dataset_dir, variants=("float32",)))
-    assert (out / "keep.txt").read_text() == "old"
+    assert (out / "model_float16.tflite").is_file()
     result = export_model(model_path, out, fast_options(dataset_dir, variants=("float32",), force=True))
-    assert result.passed and not (out / "keep.txt").exists()
+    assert result.passed
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model_float32.tflite",
                                                      "report.json", "report.md"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or backup left
+
+
+def test_force_replaces_an_earlier_export_only(tmp_path, model_path, dataset_dir, fast_options):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "keep.txt").write_text("old")
+    (out / "manifest.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds keep\.txt, sub/, which no export writes; --force replaces only"):
+        export_model(model_path, out, fast_options(dataset_dir, variants=("float32",), force=True))
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "manifest.json", "sub"]
+
+
+def test_the_current_folder_is_refused_before_any_work(tmp_path, model_path, dataset_dir, fast_options, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for out in (Path("."), Path("..")):
+        with pytest.raises(ConfigError, match=rf"--out-dir {re.escape(str(out))} is the current folder or holds it"):
+            export_model(model_path, out, fast_options(dataset_dir, variants=("float32",), force=True))
+    assert list(tmp_path.iterdir()) == [tmp_path / "here"] and not any((tmp_path / "here").iterdir())
+
+
+def test_a_path_through_dot_dot_is_exported_where_it_points(tmp_path, model_path, dataset_dir, fast_options):
+    (tmp_path / "a").mkdir()
+    export_model(model_path, tmp_path / "a" / ".." / "out", fast_options(dataset_dir, variants=("float32",)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "out"]
+    assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+def test_the_export_folder_has_the_permissions_of_a_new_folder(tmp_path, model_path, dataset_dir, fast_options):
+    previous = os.umask(0o022)
+    try:
+        export_model(model_path, tmp_path / "out", fast_options(dataset_dir, variants=("float32",)))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
 
 
 def test_an_empty_existing_folder_is_used(tmp_path, model_path, dataset_dir, fast_options):

@@ -47,12 +47,23 @@ def test_the_int8_first_convolution_is_float_unless_asked(invoke, tmp_path, flag
 def test_existing_folder_needs_force(invoke, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "old.txt").write_text("x")
+    (out / "report.md").write_text("an earlier export's")
     refused = invoke(out, "--variants", "float32")
     assert refused.exit_code == 1
     assert "already exists and is not empty; pass --force" in refused.output
     assert "Traceback" not in refused.output
     assert invoke(out, "--variants", "float32", "--force").exit_code == 0
+
+
+def test_force_refuses_a_folder_that_is_not_an_export(invoke, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    refused = invoke(out, "--variants", "float32", "--force")
+    assert refused.exit_code == 1
+    assert "holds old.txt, which no export writes" in refused.output
+    assert "Traceback" not in refused.output
+    assert (out / "old.txt").read_text() == "x"
 
 
 def test_gate_failure_exits_1_naming_variant_and_amount(invoke, tmp_path, monkeypatch, untrained_model_path):
