@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import click
@@ -97,7 +96,10 @@ caller_works_option = click.option(
     "--out-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write annotated.mp4 (or annotated/*.png), events.jsonl and summary.json. "
-    "Default: runs/edge-<date>-<time>.",
+    "Default: a new folder runs/edge-<date>-<time>.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the outputs of an earlier run in --out-dir (other files stay)."
 )
 @click.option("--video/--no-video", default=True, show_default=True, help="Write the annotated video or images.")
 @click.option("--events/--no-events", default=True, show_default=True, help="Write events.jsonl.")
@@ -126,6 +128,7 @@ def run(
     min_face_size: int,
     smoothing_alpha: float,
     out_dir: Path | None,
+    overwrite: bool,
     video: bool,
     events: bool,
     display: bool | None,
@@ -141,7 +144,8 @@ def run(
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     options = RunOptions(
-        out_dir=out_dir or Path("runs") / time.strftime("edge-%Y%m%d-%H%M%S"),
+        out_dir=out_dir,
+        overwrite=overwrite,
         pipeline=PipelineOptions(
             model_dir=model_dir,
             variant=variant,

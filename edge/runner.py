@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import logging
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from typing import Any
 
 from edge.detector import FaceDetectorOptions
 from edge.errors import ConfigError, SinkError
-from edge.model_spec import ModelSpec
+from edge.model_spec import ModelSpec, VariantSpec
 from edge.pipeline import Pipeline, PipelineOptions, overlap_for, resolve_model_dir
 from edge.sinks import (
     ImageDirSink,
@@ -51,6 +52,8 @@ EVENTS_NAME = "events.jsonl"
 VIDEO_NAME = "annotated.mp4"
 IMAGES_DIR_NAME = "annotated"
 SUMMARY_NAME = "summary.json"
+RUN_OUTPUTS = (EVENTS_NAME, VIDEO_NAME, IMAGES_DIR_NAME, SUMMARY_NAME)
+DEFAULT_RUNS_DIR = Path("runs")
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,10 @@ def handle_sigterm() -> Iterator[None]:
 class RunOptions:
     """Outputs of a run. ``display`` None shows a window when a display is available.
 
+    An ``out_dir`` holding an earlier run's outputs is refused unless
+    ``overwrite``, which removes them (and nothing else) once the source and
+    models are open, so a run that cannot start leaves them as they were.
+
     ``overlap`` reads, detects and classifies the next frames on worker
     threads (``pipeline.workers`` of them), each of which then tracks and
     writes the frames it finished, in order (``Pipeline.deliver``; with a
@@ -103,16 +110,18 @@ class RunOptions:
     overlaps files and not cameras or streams (``pipeline.overlap_for``).
     """
 
-    out_dir: Path
+    out_dir: Path | None = None  # None: a new folder runs/edge-<date>-<time> (new_run_dir)
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
     video: bool = True
     events: bool = True
     display: bool | None = None
     max_frames: int | None = None
     overlap: bool | None = None  # None: overlapped for files, not for live sources (overlap_for)
+    overwrite: bool = False  # replace the outputs of an earlier run in out_dir (other files stay)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.out_dir is not None:
+            object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
             raise ConfigError(f"max_frames must be a whole number >= 1 or None; got {self.max_frames!r}")
 
@@ -201,11 +210,74 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
     model_dir = resolve_model_dir(options.pipeline.model_dir)  # fail on a missing model before a camera opens
     spec = ModelSpec.load(model_dir)
     variant = spec.variant(options.pipeline.variant)
-    out_dir = options.out_dir
+    if options.out_dir is None:
+        options = replace(options, out_dir=new_run_dir(DEFAULT_RUNS_DIR))
+        created = True
+    else:
+        created = _make_out_dir(options.out_dir, options.overwrite)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        return _run_into(source, options, model_dir, variant)
+    except BaseException:
+        if created:  # a run that wrote nothing leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                options.out_dir.rmdir()  # fails when the folder holds anything
+        raise
+
+
+def new_run_dir(parent: Path) -> Path:
+    """A new folder ``parent/edge-<date>-<time>`` (``-2``, ``-3``... when runs start in the same second)."""
+    stamp = time.strftime("edge-%Y%m%d-%H%M%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        number = 1
+        while True:
+            folder = parent / (stamp if number == 1 else f"{stamp}-{number}")
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                number += 1
+            else:
+                return folder
+    except OSError as error:
+        raise SinkError(f"cannot create an output folder in {parent}: {error}") from None
+
+
+def earlier_outputs(out_dir: Path) -> list[str]:
+    """The outputs of an earlier run in ``out_dir`` (the names a run writes)."""
+    return [name for name in RUN_OUTPUTS if (out_dir / name).exists()]
+
+
+def _make_out_dir(out_dir: Path, overwrite: bool) -> bool:
+    """Create ``out_dir`` (True) or check it may be written (False: it was there)."""
+    if out_dir.is_dir():
+        earlier = earlier_outputs(out_dir)
+        if earlier and not overwrite:
+            raise ConfigError(
+                f"{out_dir} holds an earlier run's {', '.join(earlier)}; pass --overwrite (overwrite=True) "
+                "to replace them, or choose another --out-dir"
+            )
+        return False
+    try:
+        out_dir.mkdir(parents=True)
     except OSError as error:
         raise SinkError(f"cannot create the output folder {out_dir}: {error}") from None
+    return True
+
+
+def _remove_earlier_outputs(out_dir: Path) -> None:
+    """Delete an earlier run's outputs from ``out_dir`` (with ``overwrite``), so none is left stale."""
+    for name in earlier_outputs(out_dir):
+        path = out_dir / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as error:
+            raise SinkError(f"cannot replace the earlier output {path}: {error}") from None
+
+
+def _run_into(source: str | int | Path, options: RunOptions, model_dir: Path, variant: VariantSpec) -> RunReport:
     with opencv_threads(RUNTIME_OPENCV_THREADS), open_source(source) as frames:
         detector_options = options.pipeline.detector.resolve(frames.kind)
         overlap = overlap_for(frames.kind, options.overlap)
@@ -218,6 +290,7 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
             workers=options.pipeline.workers if overlap else 1,
         )
         with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
+            _remove_earlier_outputs(options.out_dir)
             variant_name = f"{variant.quantization} ({variant.file})"
             return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options, overlap)
 

@@ -8,4 +8,4 @@ python3 -m venv .venv-edge
 .venv-edge/bin/python -m pip install --quiet --upgrade pip
 .venv-edge/bin/python -m pip install --quiet -e '.[edge]'
 .venv-edge/bin/python tools/fetch_sample_media.py
-exec .venv-edge/bin/ers run .cache/media/single_face.mp4 --no-display --out-dir runs/demo "$@"
+exec .venv-edge/bin/ers run .cache/media/single_face.mp4 --no-display --out-dir runs/demo --overwrite "$@"

@@ -95,6 +95,16 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
     assert bad_engine.exit_code == 2 and "tflite" in bad_engine.output
 
 
+def test_run_into_an_earlier_runs_folder_needs_overwrite(tmp_path, tiny_model_dir, five_frame_video):
+    args = ["run", str(five_frame_video), "--model-dir", str(tiny_model_dir), "--no-display", "--max-frames", "2",
+            "--out-dir", str(tmp_path / "out")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "holds an earlier run's" in refused.output and "--overwrite" in refused.output
+    assert "Traceback" not in refused.output
+    assert CliRunner().invoke(cli, [*args, "--overwrite"]).exit_code == 0
+
+
 def test_run_passes_who_works_on_frames_to_the_pipeline(tmp_path, tiny_model_dir, five_frame_video, monkeypatch):
     seen = []
     real = pipeline_module.Pipeline.deliver

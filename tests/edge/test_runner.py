@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import cv2
 import pytest
@@ -105,6 +106,50 @@ def test_bad_inputs_fail_before_writing(tmp_path, tiny_model_dir):
         run(tmp_path / "missing.mp4", _options(tmp_path, tmp_path))
     with pytest.raises(ConfigError, match="max_frames"):
         RunOptions(out_dir=tmp_path, max_frames=0)
+
+
+def test_a_run_that_cannot_start_leaves_no_empty_folder(tmp_path, tiny_model_dir, monkeypatch):
+    with pytest.raises(SourceError, match="does not exist"):
+        run(tmp_path / "missing.mp4", _options(tmp_path, tiny_model_dir))
+    assert not (tmp_path / "out").exists()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match="does not exist"):
+        run(tmp_path / "missing.mp4", RunOptions(pipeline=PipelineOptions(model_dir=tiny_model_dir), display=False))
+    assert list((tmp_path / "runs").iterdir()) == []
+    (tmp_path / "kept" / "out").mkdir(parents=True)
+    with pytest.raises(SourceError, match="does not exist"):
+        run(tmp_path / "missing.mp4", _options(tmp_path / "kept", tiny_model_dir))
+    assert (tmp_path / "kept" / "out").is_dir()  # a folder the run did not create stays
+
+
+def test_runs_without_out_dir_started_in_the_same_second_get_folders_of_their_own(
+    tmp_path, tiny_model_dir, five_frame_video, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda pattern: "edge-20261207-010203")
+    options = RunOptions(pipeline=PipelineOptions(model_dir=tiny_model_dir), display=False, max_frames=1)
+    first, second = (run(five_frame_video, options) for _ in range(2))
+    assert first.outputs["summary"] == os.path.join("runs", "edge-20261207-010203", "summary.json")
+    assert second.outputs["summary"] == os.path.join("runs", "edge-20261207-010203-2", "summary.json")
+    assert len((tmp_path / first.outputs["events"]).read_text().splitlines()) == 1
+    assert len((tmp_path / second.outputs["events"]).read_text().splitlines()) == 1
+
+
+def test_an_earlier_run_is_replaced_only_with_overwrite(tmp_path, tiny_model_dir, five_frame_video):
+    out = tmp_path / "out"
+    run(five_frame_video, _options(tmp_path, tiny_model_dir))
+    (out / "notes.txt").write_text("mine")
+    earlier = r"holds an earlier run's events.jsonl, annotated.mp4, summary.json; pass --overwrite"
+    with pytest.raises(ConfigError, match=earlier):
+        run(five_frame_video, _options(tmp_path, tiny_model_dir, max_frames=2, video=False))
+    assert len((out / "events.jsonl").read_text().splitlines()) == 5
+    # a run that cannot start leaves the earlier outputs as they were
+    with pytest.raises(SourceError, match="does not exist"):
+        run(tmp_path / "missing.mp4", _options(tmp_path, tiny_model_dir, overwrite=True))
+    assert (out / "annotated.mp4").is_file()
+    run(five_frame_video, _options(tmp_path, tiny_model_dir, max_frames=2, video=False, overwrite=True))
+    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "notes.txt", "summary.json"]  # no stale video
+    assert len((out / "events.jsonl").read_text().splitlines()) == 2
 
 
 def test_sigterm_becomes_a_keyboard_interrupt_only_while_handled():
