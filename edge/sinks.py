@@ -156,7 +156,11 @@ class VideoFileSink(ClosingContext):
             self._size = size
         elif size != self._size:
             image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
+        if self._writer.write(image) is False:  # OpenCV 5 says so (disk full, file too large); 4.x returns None
+            raise SinkError(
+                f"cannot write video {self.path}: the encoder failed at frame {self.frames_written + 1} "
+                "(disk full or file too large?)"
+            )
         self.frames_written += 1
 
     def close(self) -> None:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -121,6 +123,30 @@ def test_video_sink_writes_a_readable_mp4_at_the_source_fps(tmp_path):
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
     assert (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (96, 64)
     capture.release()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a file size limit (RLIMIT_FSIZE)")
+def test_a_video_the_encoder_cannot_write_is_a_sink_error(tmp_path):
+    # A file size limit stands in for a full disk: OpenCV's writer then fails frame after frame.
+    script = f"""
+import resource, sys
+import numpy as np
+from edge.errors import SinkError
+from edge.sinks import VideoFileSink
+from edge.types import Frame, FrameResult
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+with VideoFileSink({str(tmp_path / "annotated.mp4")!r}, fps=25.0) as sink:
+    try:
+        for index in range(200):
+            sink.write(Frame(noise, index, 40 * index), FrameResult(index, 40 * index))
+    except SinkError as error:
+        print(error)
+        sys.exit(3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "cannot write video" in done.stdout and "the encoder failed at frame" in done.stdout
 
 
 def test_video_sink_rejects_a_bad_fps(tmp_path):
