@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import SinkError
 from edge.pipeline import usable_cores
 
 
@@ -118,8 +119,13 @@ class BenchReport:
         }
 
     def save(self, path: Path | str) -> Path:
+        """Write ``to_dict()`` as JSON to ``path`` (its folder is created)."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise SinkError(f"cannot write the benchmark report {path}: {error.strerror or error}") from None
         return path
 
     def table(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -173,6 +174,20 @@ def run(
         raise SystemExit(EXIT_TERMINATED)
 
 
+def _check_json_target(json_path: str | None) -> None:
+    """Refuse a --json file that cannot be written before the benchmark runs, not after it."""
+    if json_path is None or json_path == "-":
+        return
+    path = Path(json_path)
+    if not json_path or path.is_dir():
+        raise click.BadParameter(f"{json_path!r} is not a file name (- prints the JSON instead)", param_hint="--json")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists is where it is created
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise click.BadParameter(f"cannot write {json_path}: {folder} is not a writable folder", param_hint="--json")
+
+
 _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
 
 
@@ -282,6 +297,7 @@ def bench(
     from edge.bench import BenchOptions, benchmark
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    _check_json_target(json_path)
     options = BenchOptions(
         source=source,
         model_dir=model_dir,

@@ -16,7 +16,7 @@ from edge.bench import STAGES, BenchOptions, BenchReport, benchmark, machine_inf
 from edge.benchclips import LoopedClip, grid_shape, sample_clip, tile_faces
 from edge.cli import cli
 from edge.cores import worker_cores
-from edge.errors import ConfigError, SourceError
+from edge.errors import ConfigError, SinkError, SourceError
 from edge.sources import DECODE_AHEAD
 from edge_testing import synthetic_frames, write_video
 
@@ -376,3 +376,28 @@ def test_bench_cli_errors_are_one_line(tmp_path, tiny_model_dir):
     args = ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--realtime", "--baseline"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1 and "Traceback" not in result.output and "realtime" in result.output
+
+
+def test_a_json_file_that_cannot_be_written_is_refused_before_the_benchmark(tmp_path, tiny_model_dir, monkeypatch):
+    import edge.bench
+
+    ran = []
+    monkeypatch.setattr(edge.bench, "benchmark", lambda options: ran.append(options))
+    (tmp_path / "a_file").write_text("x")
+    for target, says in (("", "is not a file name"), (str(tmp_path), "is not a file name"),
+                         (str(tmp_path / "a_file" / "b.json"), "is not a writable folder")):
+        result = CliRunner().invoke(cli, ["bench", "--model-dir", str(tiny_model_dir), "--json", target])
+        assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    assert ran == []
+
+
+def test_a_report_that_cannot_be_saved_is_a_sink_error(tmp_path):
+    from edge.benchreport import BenchReport, StageStats
+
+    frame = StageStats.from_seconds("frame", np.array([0.002]))
+    report = BenchReport(settings={}, machine={}, versions={}, stages=(frame,), latency=frame, other=frame,
+                         frames=1, elapsed_s=0.002, faces_per_frame=1.0, face_counts={1: 1}, cpu={})
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SinkError, match="cannot write the benchmark report"):
+        report.save(tmp_path / "a_file" / "b.json")
+    assert json.loads(report.save(tmp_path / "new" / "b.json").read_text())["frames"] == 1
