@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ConfigError, DataError
+from edge.errors import ConfigError, DataError, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,7 @@ def evaluate_model(model, dataset, class_names, out_dir: Path, *, history_csv: P
     """
     from trainer.callbacks import read_history
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = report_folder(out_dir)
     y_true, probs = predict(model, dataset, flip_average=flip_average)
     if flip_average:
         extra = {**(extra or {}), "flip_average": True}
@@ -180,6 +180,16 @@ def evaluate_model(model, dataset, class_names, out_dir: Path, *, history_csv: P
     return EvalReport(metrics, out_dir, files)
 
 
+def report_folder(out_dir: Path | str) -> Path:
+    """``out_dir``, created: a path that cannot be a folder fails here, before any prediction."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot create the report folder {out_dir}: {error.strerror or error}") from None
+    return out_dir
+
+
 def load_model(path: Path):
     """Load a ``.keras`` or ``.h5`` model saved by this project, in float32."""
     import keras
@@ -194,6 +204,8 @@ def load_model(path: Path):
     try:
         model = keras.models.load_model(path, custom_objects=models.custom_objects(), compile=False)
     except (ValueError, OSError) as error:
+        if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras then says "File not found"
+            raise DataError(f"{path}: not a Keras model (a .keras file is a zip archive; this is not one)") from None
         raise DataError(f"{path}: cannot load the model ({error})") from None
     return float32_copy(model, models.custom_objects())  # a mid-run mixed-precision checkpoint: as exported
 

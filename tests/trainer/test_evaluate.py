@@ -62,3 +62,24 @@ def test_plots(tmp_path):
                "val_loss": [2.1, 1.5]}
     assert plot_curves(history, tmp_path / "curves.png").stat().st_size > 1000
     assert plot_curves({}, tmp_path / "none.png") is None
+
+
+def test_a_report_folder_that_cannot_be_made_is_one_clear_error(tmp_path):
+    from edge.errors import SinkError
+    from trainer.evaluate import report_folder
+
+    (tmp_path / "a_file").write_text("x")
+    for path in (tmp_path / "a_file", tmp_path / "a_file" / "eval"):
+        with pytest.raises(SinkError, match=f"cannot create the report folder {path}"):
+            report_folder(path)
+    assert report_folder(tmp_path / "new" / "eval").is_dir()
+
+
+def test_a_file_that_is_not_a_keras_archive_says_so(tmp_path):
+    from edge.errors import DataError
+    from trainer.evaluate import load_model
+
+    junk = tmp_path / "model.keras"
+    junk.write_text("not a model")
+    with pytest.raises(DataError, match=r"model.keras: not a Keras model \(a .keras file is a zip archive"):
+        load_model(junk)
