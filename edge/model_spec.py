@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,20 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 COLOR_MODES = ("grayscale", "rgb")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+TENSOR_DTYPES = ("float32", "int8", "uint8")  # what a model's input and output tensors may hold
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ManifestError(message)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def sha256_of(path: Path) -> str:
@@ -49,6 +64,9 @@ class CropSpec:
     square: bool = True
 
     def __post_init__(self) -> None:
+        _require(_is_number(self.scale), f"crop.scale must be a number; got {self.scale!r}")
+        _require(_is_number(self.shift_y), f"crop.shift_y must be a number; got {self.shift_y!r}")
+        _require(isinstance(self.square, bool), f"crop.square must be true or false; got {self.square!r}")
         if not 0.2 <= self.scale <= 5.0:
             raise ManifestError(f"crop.scale must be in [0.2, 5.0]; got {self.scale}")
         if not -1.0 <= self.shift_y <= 1.0:
@@ -62,6 +80,11 @@ class TensorSpec:
     dtype: str
     scale: float = 0.0
     zero_point: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.dtype in TENSOR_DTYPES, f"dtype must be one of {TENSOR_DTYPES}; got {self.dtype!r}")
+        _require(_is_number(self.scale) and self.scale >= 0.0, f"scale must be a number >= 0; got {self.scale!r}")
+        _require(_is_whole(self.zero_point), f"zero_point must be a whole number; got {self.zero_point!r}")
 
     @property
     def quantized(self) -> bool:
@@ -81,10 +104,60 @@ class VariantSpec:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _require(
+            isinstance(self.file, str) and self.file not in ("", ".", "..") and Path(self.file).name == self.file,
+            f"file must name a file in the model folder; got {self.file!r}",
+        )
         if self.quantization not in QUANTIZATIONS:
             raise ManifestError(
                 f"variant quantization must be one of {QUANTIZATIONS}; got {self.quantization!r}"
             )
+        _require(isinstance(self.input, TensorSpec) and isinstance(self.output, TensorSpec),
+                 "input and output must describe tensors")
+        _require(_is_whole(self.size_bytes) and self.size_bytes >= 0,
+                 f"size_bytes must be a whole number >= 0; got {self.size_bytes!r}")
+        _require(isinstance(self.sha256, str), f"sha256 must be text; got {self.sha256!r}")
+        _require(isinstance(self.metrics, dict), f"metrics must be a JSON object; got {self.metrics!r}")
+
+
+def _fields_of(cls: type, data: object) -> dict[str, Any]:
+    """``data``'s keys, checked against the fields of the dataclass ``cls``: none unknown, none missing."""
+    _require(isinstance(data, dict), f"must be a JSON object; got {data!r}")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    _require(not unknown, f"unknown keys {unknown}")
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    _require(not missing, f"missing {', '.join(repr(name) for name in missing)}")
+    return dict(data)
+
+
+def _listed(value: object, name: str) -> tuple:
+    _require(isinstance(value, list), f"{name} must be a JSON list; got {value!r}")
+    return tuple(value)
+
+
+def _crop(data: object) -> CropSpec:
+    """The manifest's ``CropSpec`` (its own checks name ``crop.scale`` and the others)."""
+    try:
+        values = _fields_of(CropSpec, data)
+    except ManifestError as error:
+        raise ManifestError(f"crop: {error}") from None
+    return CropSpec(**values)
+
+
+def _variant(name: str, data: object) -> VariantSpec:
+    """The ``VariantSpec`` of the manifest's variant ``name``; errors say which variant."""
+    try:
+        values = _fields_of(VariantSpec, data)
+        for tensor in ("input", "output"):
+            try:
+                values[tensor] = TensorSpec(**_fields_of(TensorSpec, values[tensor]))
+            except ManifestError as error:
+                raise ManifestError(f"{tensor} {error}") from None
+        return VariantSpec(**values)
+    except ManifestError as error:
+        raise ManifestError(f"variant {name!r}: {error}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +176,21 @@ class ModelSpec:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        _require(
+            isinstance(self.labels, tuple) and all(isinstance(label, str) and label for label in self.labels),
+            f"labels must be a list of class names; got {self.labels!r}",
+        )
+        _require(_is_whole(self.input_height) and _is_whole(self.input_width),
+                 f"input_height and input_width must be whole numbers; got {self.input_height!r}, "
+                 f"{self.input_width!r}")
+        _require(
+            isinstance(self.input_range, tuple) and len(self.input_range) == 2
+            and all(_is_number(value) for value in self.input_range) and self.input_range[0] < self.input_range[1],
+            f"input_range must be [low, high] with low < high; got {list(self.input_range)!r}",
+        )
+        for name in ("color_mode", "source_model_sha256", "default_variant"):
+            _require(isinstance(getattr(self, name), str), f"{name} must be text; got {getattr(self, name)!r}")
+        _require(isinstance(self.variants, dict), f"variants must be a JSON object; got {self.variants!r}")
         if len(self.labels) < 2:
             raise ManifestError(f"labels must name at least 2 classes; got {list(self.labels)}")
         if len(set(self.labels)) != len(self.labels):
@@ -155,32 +243,19 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> ModelSpec:
+        """The spec a manifest's JSON object describes; a bad key, type or value is a ManifestError
+        that names ``source`` and the field."""
         try:
-            known = {f.name for f in fields(cls)}
-            unknown = sorted(set(data) - known)
-            if unknown:
-                raise ManifestError(f"{source}: unknown keys {unknown}")
-            values = dict(data)
-            values["labels"] = tuple(values["labels"])
-            values["input_range"] = tuple(values.get("input_range", (0.0, 255.0)))
-            values["crop"] = CropSpec(**values.get("crop", {}))
-            values["variants"] = {
-                name: VariantSpec(
-                    **{
-                        **variant,
-                        "input": TensorSpec(**variant["input"]),
-                        "output": TensorSpec(**variant["output"]),
-                    }
-                )
-                for name, variant in values.get("variants", {}).items()
-            }
+            values = _fields_of(cls, data)
+            values["labels"] = _listed(values["labels"], "labels")
+            values["input_range"] = _listed(values.get("input_range", [0.0, 255.0]), "input_range")
+            values["crop"] = _crop(values.get("crop", {}))
+            variants = values.get("variants", {})
+            _require(isinstance(variants, dict), f"variants must be a JSON object; got {variants!r}")
+            values["variants"] = {name: _variant(name, variant) for name, variant in variants.items()}
             return cls(**values)
         except ManifestError as error:
-            if str(error).startswith(source):
-                raise
             raise ManifestError(f"{source}: {error}") from None
-        except (KeyError, TypeError, AttributeError) as error:  # AttributeError: a list where an object belongs
-            raise ManifestError(f"{source} is malformed: {error}") from None
 
     @classmethod
     def load(cls, path: Path) -> ModelSpec:
