@@ -351,11 +351,11 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
     elapsed = cpu_s = baseline_wall_s = 0.0
     threads = 0
     indices = itertools.count(-options.warmup_frames)
-    wall_start = cpu_start = reopen_start = 0.0
+    wall_start = cpu_start = reopen_start = reopen_cpu_start = 0.0
 
     def handle(frame: Frame, result: FrameResult) -> None:
         """Draw, encode and write one frame's result as asked, and record its times."""
-        nonlocal wall_start, cpu_start, reopen_start, threads
+        nonlocal wall_start, cpu_start, reopen_start, reopen_cpu_start, threads
         index = next(indices)
         processed = drawn = perf_counter()
         image = None
@@ -381,6 +381,7 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
             faces[index] = len(result.faces)
         if index == -1:  # the last warm-up frame is out: the timed frames start now
             wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+            reopen_cpu_start = clip.reopen_cpu_s
             if arrivals is not None:  # paced: from its arrival, so the window holds one interval per frame
                 wall_start = arrivals[frame.index]
         if index == frames - 1:
@@ -388,9 +389,10 @@ def _measure(pipeline: Pipeline, clip: LoopedClip, options: BenchOptions, scratc
 
     try:
         wall_start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+        reopen_cpu_start = clip.reopen_cpu_s
         _run_timed(pipeline, frames_in, clip, options, baseline if options.baseline else None, handle)
         elapsed = perf_counter() - wall_start - (clip.reopen_total_s - reopen_start)
-        cpu_s = time.process_time() - cpu_start
+        cpu_s = time.process_time() - cpu_start - (clip.reopen_cpu_s - reopen_cpu_start)
         if alternate:
             elapsed = float(latency.sum())
             baseline_wall_s = float(baseline.seconds.sum())
@@ -494,6 +496,7 @@ def _with_baseline_blocks(
         warmup = 0
         rows = baseline.seconds[baseline.filled:baseline.filled + count]
         start, cpu_start, reopen_start = perf_counter(), time.process_time(), clip.reopen_total_s
+        reopen_cpu_start = clip.reopen_cpu_s
         items = processed_ahead(itertools.islice(iterator, count), detects, in_caller=pipeline.caller_works,
                                 cores=pipeline.cores)
         try:
@@ -502,7 +505,7 @@ def _with_baseline_blocks(
         finally:
             items.close()
         baseline.wall_s += perf_counter() - start - (clip.reopen_total_s - reopen_start)
-        baseline.cpu_s += time.process_time() - cpu_start
+        baseline.cpu_s += time.process_time() - cpu_start - (clip.reopen_cpu_s - reopen_cpu_start)
         baseline.filled += count
 
 

@@ -15,10 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import edge.benchclips
 from edge.model_spec import CropSpec, ModelSpec, TensorSpec, VariantSpec, sha256_of
 from edge_testing import LABELS, media_dir, synthetic_frames, write_video
 
 TINY_MODEL_VERSION = "tiny-v1"  # bump when the builder below changes
+
+
+@pytest.fixture(autouse=True)
+def short_clips_may_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests loop clips of a few frames to stay fast, which ``ers bench`` refuses below
+    ``MIN_PLAY_FRAMES`` frames a play (the test of that refusal sets it back)."""
+    monkeypatch.setattr(edge.benchclips, "MIN_PLAY_FRAMES", 1)
 
 
 def _build_tiny_model(out_dir: Path) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -251,6 +252,26 @@ def test_looped_clip_keeps_timestamps_increasing_across_loops(five_frame_video):
     assert timestamps == sorted(set(timestamps))
     assert len(clip.reopen_s) == 2 and clip.fps == pytest.approx(10.0)
     np.testing.assert_array_equal(frames[5].image_rgb, frames[0].image_rgb)
+
+
+def test_a_clip_too_short_to_loop_is_refused(tmp_path, monkeypatch, five_frame_video):
+    import edge.benchclips
+
+    monkeypatch.setattr(edge.benchclips, "MIN_PLAY_FRAMES", 30)  # the real value (conftest lowers it)
+    with pytest.raises(SourceError, match=r"has 5 frame\(s\); a benchmark plays its clip in a loop and needs at "
+                                          r"least 30 frames a play"):
+        LoopedClip(five_frame_video, 12)
+    assert len(list(LoopedClip(five_frame_video, 5))) == 5  # played once: nothing to re-open
+    image = tmp_path / "face.jpg"  # an image: a clip of one frame
+    cv2.imwrite(str(image), synthetic_frames(1)[0])
+    with pytest.raises(SourceError, match="has 1 frame"):
+        list(LoopedClip(image, 2))
+
+
+def test_reopening_a_looped_clip_is_kept_out_of_its_cpu_time(five_frame_video):
+    clip = LoopedClip(five_frame_video, 12)
+    assert len(list(clip)) == 12 and len(clip.reopen_s) == 2
+    assert 0.0 < clip.reopen_cpu_s <= clip.reopen_total_s * 2  # a thread's CPU time in its wall time (clock ticks)
 
 
 def test_sample_clip_lookup(tmp_path):

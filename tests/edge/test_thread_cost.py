@@ -26,7 +26,8 @@ def tool():
 
 def test_every_arrangement_prints_its_loops_times(tool, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(TOOLS))  # a spawned process imports the loop from the tool by name
-    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64), fps=10.0)
+    # 30 frames: the worker processes loop it under the real MIN_PLAY_FRAMES, not the tests' lowered one
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64) * 5, fps=10.0)
     result = CliRunner().invoke(tool.main, ["--clip", str(clip), "--detector-engine", "litert",
                                             "--frames", "100", "--warmup", "2", "--rounds", "1"])
     assert result.exit_code == 0, result.output
