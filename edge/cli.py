@@ -28,10 +28,15 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
+
+
 class OneLineErrorGroup(click.Group):
     """A click group that reports the project's errors (bad input) in one line, exit code 1.
 
-    ``--debug`` on the ``ers`` group re-raises them with the traceback.
+    ``--debug`` on the ``ers`` group re-raises them with the traceback. Ctrl-C
+    outside a run's frame loop (which finishes its outputs and exits 130
+    itself), e.g. while models load, exits 130 too, not click's 1.
     """
 
     def invoke(self, ctx: click.Context) -> object:
@@ -41,6 +46,9 @@ class OneLineErrorGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 class LazyGroup(OneLineErrorGroup):

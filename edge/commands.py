@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from edge.cli import EXIT_INTERRUPTED
 from edge.detector import DetectorEngine, DetectorModelName, FaceDetectorOptions
 from edge.pipeline import WORKERS, PipelineOptions
 from edge.runner import RunOptions, handle_sigterm
@@ -21,7 +22,6 @@ from edge.tracking import SmoothingOptions
 
 _DETECTOR = FaceDetectorOptions()
 _SMOOTHING = SmoothingOptions()
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 

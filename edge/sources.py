@@ -406,6 +406,11 @@ class ImageSource(ClosingContext):
                 self.skipped_frames += 1
                 continue
             yield Frame(_to_rgb(image), index, index * IMAGE_INTERVAL_MS, name=path.name)
+        if self.paths and self.skipped_frames == len(self.paths):  # skipping some is fine, all of them is not
+            raise SourceError(
+                f"none of the {len(self.paths)} images in {self.name} can be read (damaged, or not a format "
+                "OpenCV reads)"
+            )
 
     def close(self) -> None:
         self._closed = True
@@ -421,6 +426,11 @@ def open_source(arg: str | int | Path) -> VideoFileSource | CameraSource | Image
     if isinstance(arg, int) or (isinstance(arg, str) and arg.strip().isdigit()):
         return CameraSource(int(arg))
     text = str(arg)
+    if not text.strip():  # Path("") is the current folder, which nobody means by an empty name
+        raise SourceError(
+            "the source is an empty name; expected a webcam index like 0, a stream URL, a video file, "
+            "an image or a folder of images"
+        )
     if text.lower().startswith(URL_SCHEMES):
         return CameraSource(text)
     path = Path(text).expanduser()

@@ -119,3 +119,14 @@ def test_run_passes_who_works_on_frames_to_the_pipeline(tmp_path, tiny_model_dir
         result = CliRunner().invoke(cli, [*args, flag, "--out-dir", str(tmp_path / out)])
         assert result.exit_code == 0, result.output
     assert seen == [(False, True), (True, True)]
+
+
+def test_ctrl_c_before_the_frame_loop_exits_130(tmp_path, monkeypatch):
+    import edge.commands
+
+    def interrupted(source, options):
+        raise KeyboardInterrupt  # e.g. while the models load
+
+    monkeypatch.setattr(edge.commands, "run_source", interrupted)
+    result = CliRunner().invoke(cli, ["run", "clip.mp4", "--no-display", "--out-dir", str(tmp_path / "o")])
+    assert result.exit_code == 130 and "Aborted" not in result.output

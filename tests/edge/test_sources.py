@@ -92,6 +92,15 @@ def test_image_folder_is_sorted_and_skips_unreadable_files(tmp_path, caplog):
     assert "img_1b.jpg" in caplog.text
 
 
+def test_a_folder_of_images_none_of_which_reads_is_an_error(tmp_path, caplog):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (folder / name).write_bytes(b"not an image")
+    with ImageSource.from_dir(folder) as source, pytest.raises(SourceError, match="none of the 2 images in"):
+        list(source)
+
+
 def test_stream_source_drops_stale_frames_for_a_slow_consumer(tmp_path):
     path = write_video(tmp_path / "long.mp4", synthetic_frames(5) * 40, fps=30.0)  # 200 frames
     with CameraSource(str(path)) as source:
@@ -130,6 +139,8 @@ def test_open_source_picks_the_source(tmp_path, five_frame_video, arg, kind, cls
         (lambda tmp: _write(tmp / "broken.jpg", b"\xff\xd8 not really"), "cannot be read as an image"),
         (lambda tmp: str((tmp / "empty_dir").mkdir() or tmp / "empty_dir"), "no images in"),
         (lambda tmp: "97", "no camera at index 97"),
+        (lambda tmp: "", "the source is an empty name"),
+        (lambda tmp: "  ", "the source is an empty name"),
     ],
 )
 def test_bad_sources_raise_clear_source_errors(tmp_path, make, message):
