@@ -102,6 +102,11 @@ class VariantSpec:
     size_bytes: int
     sha256: str
     metrics: dict[str, float] = field(default_factory=dict)
+    gate_failures: tuple[str, ...] = ()  # why the export gate failed this variant: not to be deployed
+
+    @property
+    def passed_gate(self) -> bool:
+        return not self.gate_failures
 
     def __post_init__(self) -> None:
         _require(
@@ -118,6 +123,8 @@ class VariantSpec:
                  f"size_bytes must be a whole number >= 0; got {self.size_bytes!r}")
         _require(isinstance(self.sha256, str), f"sha256 must be text; got {self.sha256!r}")
         _require(isinstance(self.metrics, dict), f"metrics must be a JSON object; got {self.metrics!r}")
+        _require(isinstance(self.gate_failures, tuple) and all(isinstance(f, str) for f in self.gate_failures),
+                 f"gate_failures must be a list of messages; got {self.gate_failures!r}")
 
 
 def _fields_of(cls: type, data: object) -> dict[str, Any]:
@@ -133,7 +140,7 @@ def _fields_of(cls: type, data: object) -> dict[str, Any]:
 
 
 def _listed(value: object, name: str) -> tuple:
-    _require(isinstance(value, list), f"{name} must be a JSON list; got {value!r}")
+    _require(isinstance(value, (list, tuple)), f"{name} must be a JSON list; got {value!r}")  # tuple: to_dict()'s
     return tuple(value)
 
 
@@ -150,6 +157,7 @@ def _variant(name: str, data: object) -> VariantSpec:
     """The ``VariantSpec`` of the manifest's variant ``name``; errors say which variant."""
     try:
         values = _fields_of(VariantSpec, data)
+        values["gate_failures"] = _listed(values.get("gate_failures", []), "gate_failures")
         for tensor in ("input", "output"):
             try:
                 values[tensor] = TensorSpec(**_fields_of(TensorSpec, values[tensor]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from edge.model_spec import MANIFEST_NAME, CropSpec
 from edge.overlap import DeliveringWorkers, Processed, finish, processed_ahead
 from edge.tracking import FaceTracker, ScoreSmoother, SmoothingOptions, TrackingOptions
 from edge.types import FaceDetection, FaceResult, Frame, FrameResult, SourceKind
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "emotion"
 WORKERS = 2  # frames analysed at once in an overlapped run, one detector and classifier each: main thread + one
@@ -279,6 +282,12 @@ class Pipeline:
         )
         pipeline._owned = owned
         pipeline.model_threads = threads
+        variant = pairs[0][1].variant
+        if not variant.passed_gate:
+            logger.warning(
+                "%s: its %s variant failed the export gate, so it is not fit to deploy (%s); see report.md there",
+                model_dir, variant.quantization, "; ".join(variant.gate_failures),
+            )
         return pipeline
 
     def process(self, frame: Frame) -> FrameResult:

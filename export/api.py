@@ -18,7 +18,9 @@ Decisions: the gate applies to every variant, float32 included (a float32
 file that disagrees with Keras means a conversion bug, not a quantization
 loss). ``default_variant`` is "int8" whenever int8 is exported, even if it
 failed the gate: the manifest describes the files, the gate's verdict is in
-``report.json`` and in the exit code, and a failed export is not to be deployed.
+``report.json``, in the exit code and in each variant's ``gate_failures`` (the
+runtime warns about them), and a failed export is not to be deployed. ``force``
+replaces an earlier export only, never a folder holding other files.
 """
 
 from __future__ import annotations
@@ -284,7 +286,8 @@ def _write_export(
         failures.extend(gate.check(keras_metrics, report))
     spec = dataclasses.replace(spec, variants={
         r.variant: dataclasses.replace(
-            spec.variants[r.variant], metrics=_variant_metrics(keras_metrics, r, len(test))
+            spec.variants[r.variant], metrics=_variant_metrics(keras_metrics, r, len(test)),
+            gate_failures=tuple(str(failure) for failure in failures if failure.variant == r.variant),
         )
         for r in reports
     })

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +230,19 @@ def test_timings_split_a_real_classifier_into_preprocessing_and_the_model(tiny_m
         (f.box_xyxy, f.raw_probs, f.label) for f in untimed.faces
     ]
     assert timings["preprocess"] > 0.0 and timings["classify"] > 0.0
+
+
+def test_a_variant_that_failed_the_export_gate_is_run_with_a_warning(tiny_model_dir, tmp_path, caplog):
+    failed = tmp_path / "failed"
+    shutil.copytree(tiny_model_dir, failed)
+    manifest = json.loads((failed / "manifest.json").read_text())
+    manifest["variants"]["float32"]["gate_failures"] = ["float32: accuracy 40.00% is 50.00 points below Keras"]
+    (failed / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="edge.pipeline"):
+        with Pipeline.from_options(PipelineOptions(model_dir=failed, workers=2)):
+            pass
+        with Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir, workers=2)):
+            pass
+    warnings = [record.getMessage() for record in caplog.records if record.name == "edge.pipeline"]
+    assert warnings == [f"{failed}: its float32 variant failed the export gate, so it is not fit to deploy "
+                        "(float32: accuracy 40.00% is 50.00 points below Keras); see report.md there"]

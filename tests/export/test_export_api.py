@@ -160,7 +160,11 @@ def test_gate_trips_on_a_damaged_variant_and_still_writes_the_export(
     assert [f["variant"] for f in saved["gate"]["failures"]] == ["int8", "int8"]
     assert saved["variants"]["float32"]["passed"] is True and saved["variants"]["int8"]["passed"] is False
     assert "FAIL" in (out / "report.md").read_text()
-    assert ModelSpec.load(out).variants["int8"].metrics["accuracy_drop_pp"] == pytest.approx(drop)
+    written = ModelSpec.load(out)
+    assert written.variants["int8"].metrics["accuracy_drop_pp"] == pytest.approx(drop)
+    # the manifest says so too, for the runtime to warn about
+    assert written.variants["float32"].passed_gate and not written.variants["int8"].passed_gate
+    assert written.variants["int8"].gate_failures == tuple(str(f) for f in report.failures)
 
 
 def test_gate_thresholds_come_from_the_options(
