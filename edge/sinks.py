@@ -50,6 +50,20 @@ def _make_parent(path: Path) -> None:
         raise SinkError(f"cannot create the output folder {path.parent}: {error}") from None
 
 
+def _cut_after_last_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline: a line the disk had no room for is not left half
+    written (truncating needs no room). Lines are far shorter than the 1 MiB looked at."""
+    if not path.is_file():  # a device such as /dev/full: nothing to cut, and no end to read to
+        return
+    with contextlib.suppress(OSError), path.open("r+b") as file:
+        size = file.seek(0, os.SEEK_END)
+        start = max(size - (1 << 20), 0)
+        file.seek(start)
+        end = file.read(1 << 20).rfind(b"\n")
+        if end >= 0 or start == 0:
+            file.truncate(start + end + 1)
+
+
 class JsonlSink(ClosingContext):
     """One JSON object per frame (``FrameResult.to_dict()``), flushed as it is written.
 
@@ -80,6 +94,7 @@ class JsonlSink(ClosingContext):
             file, self._file = self._file, None
             with contextlib.suppress(OSError):  # closing flushes the same unwritable line again
                 file.close()
+            _cut_after_last_line(self.path)
             raise SinkError(f"cannot write events to {self.path}: {error}") from None
 
     def line(self, frame: Frame, result: FrameResult) -> str:

@@ -108,6 +108,35 @@ def test_jsonl_write_failure_is_a_sink_error():
         sink.write(*next(_frames()))
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a file size limit (RLIMIT_FSIZE)")
+def test_events_cut_short_by_a_full_disk_end_on_a_whole_line(tmp_path):
+    # A file size limit stands in for a full disk; 2,500 bytes falls inside a line of about 450.
+    script = f"""
+import resource, sys
+from edge.errors import SinkError
+from edge.sinks import JsonlSink
+from edge.types import FaceResult, Frame, FrameResult
+import numpy as np
+labels = {LABELS!r}
+probs = tuple([1.0 / len(labels)] * len(labels))
+face = FaceResult(track_id=1, box_xyxy=(1, 2, 3, 4), detection_score=0.9, raw_probs=probs,
+                  smoothed_probs=probs, label=labels[0], confidence=probs[0])
+resource.setrlimit(resource.RLIMIT_FSIZE, (2_500, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+with JsonlSink({str(tmp_path / "events.jsonl")!r}) as sink:
+    try:
+        for index in range(100):
+            sink.write(Frame(np.zeros((4, 4, 3), np.uint8), index, index), FrameResult(index, index, (face,), labels))
+    except SinkError as error:
+        print(error)
+        sys.exit(3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "cannot write events to" in done.stdout, done.stdout + done.stderr
+    text = (tmp_path / "events.jsonl").read_text()
+    assert text.endswith("\n") and 0 < len(text) <= 2_500
+    assert [json.loads(line)["frame_index"] for line in text.splitlines()] == list(range(text.count("\n")))
+
+
 def test_video_sink_writes_a_readable_mp4_at_the_source_fps(tmp_path):
     path = tmp_path / "annotated.mp4"
     with VideoFileSink(path, fps=12.0) as sink:
