@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from edge.errors import ConfigError, ErsError
+from edge.errors import ConfigError, ErsError, SinkError
 from trainer.callbacks import backup_epoch
 from trainer.config import TrainConfig
 from trainer.lowrank import factorize_kernel
@@ -87,27 +87,32 @@ def _flat(cfg: TrainConfig) -> dict[str, Any]:
     return out
 
 
-def prepare_run_dir(cfg: TrainConfig, *, resume: bool | None, overwrite: bool, run_dir: Path | None = None) -> bool:
-    """Create, resume or (with ``overwrite``) clear the run folder; True when resuming.
+def prepare_run_dir(
+    cfg: TrainConfig, *, resume: bool | None, overwrite: bool, run_dir: Path | None = None
+) -> tuple[bool, bool]:
+    """Check the run folder for a new, resumed or (with ``overwrite``) replaced run: (resuming,
+    replacing). Nothing is deleted here: ``write_run_dir`` clears a replaced run once the new
+    run's data and model have loaded, so a run that cannot start leaves the old one whole.
 
     ``run_dir`` is the folder to prepare when it is not ``cfg.run_dir`` (a
     multiworker run's non-chief worker writes a temporary folder).
     """
     run_dir = Path(cfg.run_dir if run_dir is None else run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
     status = run_status(run_dir)
     has_files = run_dir.is_dir() and any(run_dir.iterdir())
     if overwrite and has_files:
         if status is None:
             raise ConfigError(f"{run_dir} is not a run folder of `ers train` (no {RUN_JSON}); "
                               "refusing to delete it; choose another --run-dir")
-        shutil.rmtree(run_dir)
-        status, has_files = None, False
+        return False, True
     if status in ("finished", "evaluated"):
         raise ConfigError(f"{run_dir} holds a finished run; pass --overwrite to replace it "
                           "or choose another --run-dir")
     if status == "running" and backup_epoch(run_dir) is None:
         log.info("%s holds a run that stopped before its first epoch ended; starting it again", run_dir)
-        return False
+        return False, False
     if status == "running":
         if resume is False:
             raise ConfigError(f"{run_dir} holds an unfinished run; resume it (--resume) or pass --overwrite")
@@ -121,13 +126,22 @@ def prepare_run_dir(cfg: TrainConfig, *, resume: bool | None, overwrite: bool, r
                     f"resume with --config {run_dir / CONFIG_YAML}, or pass --overwrite"
                 )
         log.info("resuming the unfinished run in %s", run_dir)
-        return True
+        return True, False
     if has_files:
         raise ConfigError(f"{run_dir} is not empty and is not a run folder; choose another --run-dir")
     if resume:
         raise ConfigError(f"--resume: {run_dir} holds no unfinished run")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return False
+    return False, False
+
+
+def write_run_dir(run_dir: Path, *, replacing: bool) -> None:
+    """Make ``run_dir`` ready to write: the old run deleted when ``replacing``, the folder created."""
+    try:
+        if replacing:
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
 
 
 def get_strategy(name: str, logical_devices: int = 0):
@@ -290,7 +304,10 @@ def train(
     task = distribute.cluster_task(cfg.strategy, cfg.logical_devices)  # checks TF_CONFIG
     run_dir = distribute.worker_temp_dir(Path(cfg.run_dir), task)  # where this process writes
     started = time.time()
-    resumed = prepare_run_dir(cfg, resume=resume, overwrite=overwrite, run_dir=run_dir)
+    resumed, replacing = prepare_run_dir(cfg, resume=resume, overwrite=overwrite, run_dir=run_dir)
+    if replacing and pretrained is not None and run_dir.resolve() in Path(pretrained).resolve().parents:
+        raise ConfigError(f"--pretrained {pretrained} is inside {run_dir}, which --overwrite deletes; "
+                          "copy the model out of it first, or choose another --run-dir")
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime, and CPU
     # devices can only be split before it starts.
     strategy = distribute.create_strategy(cfg.strategy, cfg.logical_devices)
@@ -305,14 +322,15 @@ def train(
         datasets = replace(datasets, train=distribute.shard_by_data(datasets.train),
                            val=distribute.shard_by_data(datasets.val),
                            calibration=distribute.shard_by_data(datasets.calibration))
-    cfg.save(run_dir / CONFIG_YAML)
-    _write_status(run_dir, "running")
     log.info("images: %s", ", ".join(f"{k} {v}" for k, v in datasets.sizes.items()))
     if strategy.num_replicas_in_sync > 1:
         log.info("%d replicas in sync: global batch %d (data.batch_size %d per replica)",
                  strategy.num_replicas_in_sync, fit_batch_size, cfg.data.batch_size)
     with strategy.scope(), precision_policy(cfg.precision):
         model = build_and_compile(cfg, pretrained, fine_tune=not no_train)
+    write_run_dir(run_dir, replacing=replacing)  # data and model loaded: only now is an old run replaced
+    cfg.save(run_dir / CONFIG_YAML)
+    _write_status(run_dir, "running")
     history_csv = run_dir / HISTORY_CSV
     if not no_train:
         if resumed:

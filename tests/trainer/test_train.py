@@ -88,6 +88,26 @@ def test_overwrite_replaces_a_finished_run(tmp_path: Path, class_folders: Path):
     assert not (run_dir / "marker").exists() and (run_dir / "model.keras").is_file()
 
 
+def test_an_overwrite_that_cannot_start_leaves_the_old_run_whole(tmp_path: Path, class_folders: Path):
+    run_dir = tmp_path / "run"
+    assert invoke(["train", *tiny_overrides(class_folders, run_dir)]).exit_code == 0
+    before = sorted(p.name for p in run_dir.iterdir())
+    missing_data = CliRunner().invoke(cli, ["train", *tiny_overrides(tmp_path / "nope", run_dir), "--overwrite"])
+    assert missing_data.exit_code == 1 and "data directory does not exist" in missing_data.output
+    own_model = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, run_dir), "--overwrite",
+                                         "--no-train", "--pretrained", str(run_dir / "model.keras")])
+    assert own_model.exit_code == 1 and "which --overwrite deletes" in own_model.output
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_a_run_dir_that_is_a_file_is_one_line(tmp_path: Path, class_folders: Path):
+    (tmp_path / "a_file").write_text("x")
+    for run_dir, says in ((tmp_path / "a_file", "is a file, not a folder"),
+                          (tmp_path / "a_file" / "run", "cannot write the run folder")):
+        result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, run_dir)])
+        assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+
+
 class SimulatedKill(Exception):
     pass
 
