@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edge.errors import ConfigError, DataError
+from edge.errors import ConfigError, DataError, SinkError
 from trainer import fer2013, ferplus, folders
 from trainer.config import CLASS_NAMES
 from trainer.data import detect_layout
@@ -53,14 +53,30 @@ def _detect(source: Path) -> str:
     raise DataError(f"{source}: not a FER+ root, fer2013.csv, split tree or class-folder tree")
 
 
+def _check_out(source: Path, out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that is a file, or whose split folders (deleted with ``overwrite``)
+    would be or hold the source, or that is or lies inside a source folder."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder")
+    src, out = source.resolve(), out_dir.resolve()
+    replaced = [out / split for split in SPLITS]
+    if any(src == folder or folder in src.parents for folder in replaced) or (
+        src.is_dir() and (out == src or src in out.parents)
+    ):
+        raise ConfigError(f"--out {out_dir} overlaps the source {source}; write the converted set elsewhere")
+
+
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out_dir} is not empty; pass --overwrite or choose another --out")
-        for split in SPLITS:
-            if (out_dir / split).is_dir():
-                shutil.rmtree(out_dir / split)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if out_dir.exists() and any(out_dir.iterdir()):
+            if not overwrite:
+                raise ConfigError(f"{out_dir} is not empty; pass --overwrite or choose another --out")
+            for split in SPLITS:
+                if (out_dir / split).is_dir():
+                    shutil.rmtree(out_dir / split)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SinkError(f"cannot write --out {out_dir}: {error.strerror or error}") from None
 
 
 def _write_png(target: Path, array: np.ndarray) -> None:
@@ -94,6 +110,7 @@ def convert_dataset(source: Path, out_dir: Path, *, source_format: str = "auto",
                     skip_bad: bool = False, overwrite: bool = False) -> ConvertResult:
     """Write ``out_dir/{train,val,test}/<class>/*.png`` from ``source``."""
     source, out_dir = Path(source), Path(out_dir)
+    _check_out(source, out_dir)
     fmt = _detect(source) if source_format == "auto" else source_format
     bad = BadFileLog(skip=skip_bad)
     result = ConvertResult(out_dir, source_format=fmt)

@@ -98,8 +98,10 @@ def flat_class_folders(root: Path) -> list[str]:
 
 def stratified_split(labels: np.ndarray, ratios: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
     """Seeded per-class split of indices into train/val/test by ``ratios``."""
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+    if len(ratios) != 3 or not all(r >= 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:  # nan fails >= 0
         raise DataError(f"split ratios must be three non-negative numbers summing to 1; got {ratios}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise DataError(f"the split seed must be a whole number in [0, 2**32); got {seed!r}")
     rng = np.random.default_rng(seed)
     out: dict[str, list[int]] = {split: [] for split in SPLITS}
     for label in np.unique(labels):

@@ -79,3 +79,29 @@ def test_bad_ratios(tmp_path: Path):
     result = CliRunner().invoke(cli, ["data", str(flat_tree(tmp_path / "f", 3)), "--out", str(tmp_path / "o"),
                                       "--ratios", "0.5,0.5,0.5"])
     assert result.exit_code == 1 and "ratios" in result.output
+    for ratios in ("nan,0,1", "0.5,nan,0.5"):
+        result = CliRunner().invoke(cli, ["data", str(tmp_path / "f"), "--out", str(tmp_path / "o"), "--ratios", ratios])
+        assert result.exit_code == 1 and "ratios" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["data", str(tmp_path / "f"), "--out", str(tmp_path / "o"), "--seed", "-1"])
+    assert result.exit_code == 1 and "seed" in result.output and "Traceback" not in result.output
+
+
+def test_out_over_the_source_is_refused_and_the_source_survives(tmp_path: Path, class_folders: Path):
+    source = flat_tree(tmp_path / "flat", per_class=3)
+    for out in (source, source / "converted"):
+        result = CliRunner().invoke(cli, ["data", str(source), "--out", str(out), "--overwrite"])
+        assert result.exit_code == 1 and "overlaps the source" in result.output
+    copied = tmp_path / "split"
+    convert_dataset(class_folders, copied)
+    result = CliRunner().invoke(cli, ["data", str(copied), "--out", str(copied), "--overwrite"])
+    assert result.exit_code == 1 and "overlaps the source" in result.output
+    assert len(list(copied.rglob("*.png"))) == len(list(class_folders.rglob("*.png")))
+    assert len(list(source.rglob("*.png"))) == 9
+
+
+def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path: Path):
+    source = flat_tree(tmp_path / "flat", per_class=3)
+    (tmp_path / "a_file").write_text("x")
+    for out, says in ((tmp_path / "a_file", "is a file, not a folder"), (tmp_path / "a_file" / "o", "cannot write")):
+        result = CliRunner().invoke(cli, ["data", str(source), "--out", str(out)])
+        assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
