@@ -325,6 +325,7 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _check(self.logical_devices >= 0, f"logical_devices must be >= 0; got {self.logical_devices}")
         _check(self.verbose in (0, 1, 2), f"verbose must be 0, 1 or 2; got {self.verbose}")
+        _check(0 <= self.seed < 2**32, f"seed must be in [0, 2**32) (numpy's seeds); got {self.seed}")
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -455,7 +456,11 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                          "save it as UTF-8") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:

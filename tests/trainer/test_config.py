@@ -106,6 +106,8 @@ def test_unknown_key_suggests(key, suggestion):
     (["logical_devices=-1"], "logical_devices"),
     (["BatchSize=abc"], "batch_size"),
     (["epochs"], "key=value"),
+    (["seed=-1"], "seed must be in"),
+    (["seed=4294967296"], "seed must be in"),
 ])
 def test_bad_values_name_the_field(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -138,3 +140,10 @@ def test_the_averaging_stage_keeps_the_first_stages_data_augmentation_and_networ
     second = TrainConfig.from_file(RECIPES / "ferplus_vgg_ema.yaml").to_dict()
     for section in ("data", "augment", "cutmix", "model", "distill", "precision", "seed"):
         assert second[section] == first[section], section
+
+
+def test_a_config_file_that_is_not_utf8_says_so(tmp_path: Path):
+    path = tmp_path / "notepad.yaml"
+    path.write_bytes("epochs: 3\n".encode("utf-16"))  # with the byte-order mark Windows Notepad writes
+    with pytest.raises(ConfigError, match="notepad.yaml is not UTF-8 text"):
+        TrainConfig.from_file(path)
