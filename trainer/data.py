@@ -140,7 +140,11 @@ def _load_folders(data: DataConfig, split: str, bad: BadFileLog) -> SplitData:
     directory = Path(data.data_dir) / split
     skipped_before = len(bad.skipped)
     paths, indices = folders.scan_class_folders(directory, data.class_names, bad)
-    clean = len(bad.skipped) == skipped_before
+    # Keras reads every image file of the class folders, hidden ones too (macOS's "._x.png" copies,
+    # which are no images), so it reads them only when the scan kept all there are; else the paths go.
+    hidden = any(path.name.startswith(".") for name in data.class_names if (directory / name).is_dir()
+                 for path in (directory / name).iterdir())
+    clean = len(bad.skipped) == skipped_before and not hidden
     summary = f"{directory}: {len(paths)} images"
     return SplitData(split, _one_hot(indices, data.num_classes), paths=tuple(map(str, paths)),
                      directory=directory if clean else None, summary=summary)

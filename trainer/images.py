@@ -6,10 +6,11 @@ skipped and counted with ``skip_bad_files``) instead of a TensorFlow stack
 trace in the middle of an epoch.
 
 Images whose mode is not plain 8-bit grayscale/RGB (RGBA, LA, palette,
-16-bit, 1-bit, CMYK) are accepted and converted to the configured colour
-mode: alpha is dropped, palettes are expanded, 16-bit values are scaled to
-8 bit. That matches what ``tf.io.decode_image`` does with them, and the
-number of converted files is logged.
+16-bit, 1-bit) are accepted and converted to the configured colour mode:
+alpha is dropped, palettes are expanded, 16-bit values are scaled to 8 bit.
+That matches what ``tf.io.decode_image`` does with them, and the number of
+converted files is logged. CMYK JPEGs, which Pillow reads and
+``tf.io.decode_image`` does not, are bad files.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: corrupt or truncated image ({error})") from None
     if image.format not in SUPPORTED_FORMATS:
         raise DataError(f"{path}: unsupported image format {image.format}; use PNG or JPEG")
+    if image.mode == "CMYK":  # Pillow reads CMYK JPEGs; tf.io.decode_image does not
+        raise DataError(f"{path}: a CMYK JPEG, which TensorFlow cannot decode; save it as RGB")
     return image
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import CLASSES, FERPLUS_ROWS, SIZE, make_ferplus, write_png
 from edge.errors import DataError
 from trainer.config import DataConfig, TrainConfig
-from trainer.data import load_datasets, load_image_arrays, load_split, validate_data
+from trainer.data import load_datasets, load_image_arrays, load_split, make_dataset, validate_data
 from trainer.ferplus import votes_to_labels
 from trainer.images import BadFileLog, read_image
 
@@ -154,6 +154,8 @@ BAD_CASES = {
     "wrong_suffix": lambda root: ((root / "train/fear/notes.txt").write_text("hello"), "notes.txt"),
     "unknown_class_folder": lambda root: (write_png(root / "train/bored/x.png", 1), "bored"),
     "empty_class_folder": lambda root: ([p.unlink() for p in (root / "test/contempt").iterdir()], "contempt"),
+    "cmyk_jpeg": lambda root: (Image.new("CMYK", (SIZE, SIZE), (0, 0, 0, 40)).save(root / "train/sad/cmyk.jpg"),
+                               "cmyk.jpg: a CMYK JPEG"),
 }
 
 
@@ -242,3 +244,15 @@ def test_special_modes_are_converted(tmp_path: Path, caplog):
             assert array.shape == (SIZE, SIZE, channels) and array.dtype == np.uint8
             assert abs(int(array.mean()) - 120) <= 2, (name, mode, array.mean())
     assert sum(bad.converted.values()) == 6 and "converted 6" in bad.summary()
+
+
+def test_hidden_files_in_class_folders_are_not_read(class_folders: Path):
+    """macOS leaves "._name.png" AppleDouble files beside the images when it copies them: no images."""
+    (class_folders / "train" / "happy" / "._happy_0.png").write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    cfg = TrainConfig().replace({"data.data_dir": class_folders, "data.image_size": SIZE})
+    split = load_split(cfg.data, "train")
+    assert split.directory is None and not any(Path(p).name.startswith(".") for p in split.paths)
+    import tensorflow as tf
+
+    batches = list(make_dataset(split, cfg, training=False))
+    assert sum(int(tf.shape(images)[0]) for images, _ in batches) == len(split)
