@@ -147,7 +147,16 @@ def build_model(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int
         close = difflib.get_close_matches(name, list(MODEL_BUILDERS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown model {name!r}; registered: {sorted(MODEL_BUILDERS)}{hint}")
-    return MODEL_BUILDERS[name](cfg, tuple(input_shape), num_classes)
+    try:
+        return MODEL_BUILDERS[name](cfg, tuple(input_shape), num_classes)
+    except ValueError as error:  # Keras, when a layer's output would have no pixels left
+        if "negative" not in str(error) and "zero" not in str(error):
+            raise
+        height, width = input_shape[:2]
+        raise ConfigError(
+            f"model {name!r} cannot take {height}x{width} images: its layers would shrink them to nothing; "
+            "raise data.image_size, or lower model.kernel_size / pool_size / strides"
+        ) from None
 
 
 def custom_objects() -> dict[str, Any]:

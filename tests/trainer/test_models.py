@@ -42,6 +42,12 @@ def test_registry_and_unknown_model():
         build_model(resolve_config(None, ["model.name=lenat"]), (32, 32, 3), 8)
 
 
+@pytest.mark.parametrize(("size", "overrides"), [(8, []), (16, ["model.pool_size=20"])])
+def test_images_too_small_for_the_layers_are_a_config_error(size, overrides):
+    with pytest.raises(ConfigError, match=f"model 'lenet' cannot take {size}x{size} images"):
+        build_model(resolve_config(None, [f"data.image_size={size}", *overrides]), (size, size, 3), 8)
+
+
 def one_step(cfg: TrainConfig, shape):
     model = compile_model(build_model(cfg, shape, 8), cfg)
     x = np.random.default_rng(0).uniform(0, 255, (4, *shape)).astype("float32")
