@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.errors import ConfigError, DataError
+from edge.errors import ConfigError, DataError, SinkError
 from trainer.config import TrainConfig
 from trainer.data import load_split
 from trainer.portable import DistillOptions, load_pack, pack, train_distilled
@@ -67,6 +67,21 @@ def test_pack_refuses_rgb_and_load_names_a_missing_file(tmp_path, ferplus_root):
     np.savez(tmp_path / "other.npz", images=np.zeros(3))
     with pytest.raises(DataError, match="missing train_images"):
         load_pack(tmp_path / "other.npz")
+
+
+def test_pack_takes_an_out_without_suffix_and_refuses_bad_outs_and_class_folders(tmp_path, ferplus_root,
+                                                                                 class_folders):
+    assert pack(_config(ferplus_root), tmp_path / "packed") == tmp_path / "packed.npz"
+    assert load_pack(tmp_path / "packed.npz")["image_size"] == 16
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SinkError, match="cannot write"):
+        pack(_config(ferplus_root), tmp_path / "a_file" / "x.npz")
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        pack(_config(ferplus_root), tmp_path / "folder.npz")
+    folders = _config(class_folders).replace({"data.format": "auto", "data.label_mode": "majority"})
+    with pytest.raises(DataError, match="pack reads a FER\\+ root or a fer2013.csv; .* is folders"):
+        pack(folders, tmp_path / "folders.npz")
 
 
 def test_pack_names_a_split_too_large_for_one_mosaic():

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import DataError
+from edge.errors import ConfigError, DataError, SinkError
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -60,23 +60,36 @@ def pack(cfg: TrainConfig, out_path: Path, val_limit: int | None = None) -> Path
     limit (the device tool's 64 MiB, for one); the validation there only
     follows the run, which selects nothing on it.
     """
-    from trainer.data import load_split
+    from trainer.data import detect_format, load_split
 
     if cfg.data.channels != 1:
         raise DataError(f"pack stores grayscale images; data.color_mode is {cfg.data.color_mode!r}")
+    out_path = Path(out_path)
+    if out_path.suffix != ".npz":  # numpy would add it, and the file would not be where we look
+        out_path = out_path.with_name(out_path.name + ".npz")
+    if out_path.is_dir():
+        raise ConfigError(f"--out {out_path} is a folder; name the .npz file to write")
+    fmt = detect_format(cfg.data)
+    if fmt not in ("ferplus", "fer2013_csv"):
+        raise DataError(f"pack reads a FER+ root or a fer2013.csv; {cfg.data.data_dir} is {fmt}")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)  # before the slow part: a bad --out fails now
+    except OSError as error:
+        raise SinkError(f"cannot write {out_path}: {error.strerror or error}") from None
     train = load_split(cfg.data, "train", training_labels=True)
     val = load_split(cfg.data, "val")
     if val_limit is not None and val_limit < len(val):
         val = val.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(val))[:val_limit]))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        out_path,
-        train_images=_encode_mosaic(train.images), train_count=len(train), train_labels=train.labels,
-        val_images=_encode_mosaic(val.images), val_count=len(val), val_labels=val.majority,
-        image_size=cfg.data.image_size, class_names=np.asarray(cfg.data.class_names),
-        data_dir=str(cfg.data.data_dir),
-    )
+    try:
+        np.savez_compressed(
+            out_path,
+            train_images=_encode_mosaic(train.images), train_count=len(train), train_labels=train.labels,
+            val_images=_encode_mosaic(val.images), val_count=len(val), val_labels=val.majority,
+            image_size=cfg.data.image_size, class_names=np.asarray(cfg.data.class_names),
+            data_dir=str(cfg.data.data_dir),
+        )
+    except OSError as error:
+        raise SinkError(f"cannot write {out_path}: {error.strerror or error}") from None
     log.info("packed %d training and %d validation images into %s (%.1f MB)", len(train), len(val),
              out_path, out_path.stat().st_size / 1e6)
     return out_path
