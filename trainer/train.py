@@ -113,7 +113,7 @@ def prepare_run_dir(
     if status == "running" and backup_epoch(run_dir) is None:
         log.info("%s holds a run that stopped before its first epoch ended; starting it again", run_dir)
         return False, False
-    if status == "running":
+    if status in ("running", "trained"):  # trained: saved, and stopped in the test evaluation
         if resume is False:
             raise ConfigError(f"{run_dir} holds an unfinished run; resume it (--resume) or pass --overwrite")
         saved = TrainConfig.from_file(run_dir / CONFIG_YAML) if (run_dir / CONFIG_YAML).is_file() else None
@@ -125,7 +125,10 @@ def prepare_run_dir(
                     f"{run_dir} holds an unfinished run with a different config ({', '.join(changed)}); "
                     f"resume with --config {run_dir / CONFIG_YAML}, or pass --overwrite"
                 )
-        log.info("resuming the unfinished run in %s", run_dir)
+        if status == "trained":
+            log.info("%s holds a trained model whose test evaluation did not finish; evaluating it", run_dir)
+        else:
+            log.info("resuming the unfinished run in %s", run_dir)
         return True, False
     if has_files:
         raise ConfigError(f"{run_dir} is not empty and is not a run folder; choose another --run-dir")
@@ -326,13 +329,18 @@ def train(
     if strategy.num_replicas_in_sync > 1:
         log.info("%d replicas in sync: global batch %d (data.batch_size %d per replica)",
                  strategy.num_replicas_in_sync, fit_batch_size, cfg.data.batch_size)
-    with strategy.scope(), precision_policy(cfg.precision):
-        model = build_and_compile(cfg, pretrained, fine_tune=not no_train)
+    trained = resumed and run_status(run_dir) == "trained"  # only its evaluation is left to do
+    if trained:
+        model = load_model(run_dir / MODEL_KERAS)
+    else:
+        with strategy.scope(), precision_policy(cfg.precision):
+            model = build_and_compile(cfg, pretrained, fine_tune=not no_train)
     write_run_dir(run_dir, replacing=replacing)  # data and model loaded: only now is an old run replaced
     cfg.save(run_dir / CONFIG_YAML)
-    _write_status(run_dir, "running")
+    if not trained:
+        _write_status(run_dir, "running")
     history_csv = run_dir / HISTORY_CSV
-    if not no_train:
+    if not no_train and not trained:
         if resumed:
             log.info("resuming at epoch %d of %d", (backup_epoch(run_dir) or 0) + 1, cfg.epochs)
         callbacks = default_callbacks(run_dir, cfg, datasets.calibration)
@@ -346,6 +354,7 @@ def train(
         model.save(run_dir / MODEL_H5, include_optimizer=False)
         if cfg.precision != "float32" and (run_dir / CHECKPOINT).is_file():
             load_model(run_dir / CHECKPOINT).save(run_dir / CHECKPOINT)  # loaded in float32
+        _write_status(run_dir, "trained")  # a rerun now evaluates this model instead of training another
     history = read_history(history_csv)
     metrics: dict[str, Any] = {}
     if task.is_chief:  # the other workers of a multiworker run leave the evaluation to the chief

@@ -147,6 +147,28 @@ def test_resume_after_interruption(tmp_path: Path, class_folders: Path):
     assert not (run_dir / "backup").exists()
 
 
+def test_a_run_whose_evaluation_failed_is_evaluated_again_not_retrained(tmp_path: Path, class_folders: Path,
+                                                                        monkeypatch):
+    import trainer.evaluate
+
+    run_dir = tmp_path / "run"
+    real = trainer.evaluate.evaluate_model
+
+    def failing(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C during the test evaluation
+
+    monkeypatch.setattr(trainer.evaluate, "evaluate_model", failing)
+    assert invoke(["train", *tiny_overrides(class_folders, run_dir)]).exit_code == 130
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "trained"
+    trained = (run_dir / "model.keras").read_bytes()
+    monkeypatch.setattr(trainer.evaluate, "evaluate_model", real)
+    result = invoke(["train", *tiny_overrides(class_folders, run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "(resumed)" in result.output and (run_dir / "metrics.json").is_file()
+    assert (run_dir / "model.keras").read_bytes() == trained and len(history_rows(run_dir)) == 1
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
 def test_resume_flag_without_unfinished_run(tmp_path: Path, class_folders: Path):
     result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, tmp_path / "new"), "--resume"])
     assert result.exit_code == 1 and "no unfinished run" in result.output
