@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -434,7 +435,10 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
         if hint is float:
             if isinstance(value, bool):
                 raise ValueError("expected a number")
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # inf passes every "> 0" check, and trains to a nan loss
+                raise ValueError("expected a finite number")
+            return number
         if hint is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError("expected a string")

@@ -219,10 +219,14 @@ def load_checked_model(model_path: Path, cfg, *, role: str = ""):
     model = load_model(model_path)
     shape, outputs = tuple(model.input_shape[1:]), model.output_shape[-1]
     if shape != cfg.data.input_shape or outputs != cfg.data.num_classes:
+        fix = [
+            *(["data.image_size / data.color_mode"] if shape != cfg.data.input_shape else []),
+            *(["data.class_names"] if outputs != cfg.data.num_classes else []),
+        ]
         raise ConfigError(
             f"{role + ' ' if role else ''}{model_path} takes {shape} and has {outputs} outputs; the config wants "
             f"{cfg.data.input_shape} and {cfg.data.num_classes} classes {list(cfg.data.class_names)}: set "
-            "data.image_size / data.color_mode to match (e.g. --config run_dir/config.yaml)"
+            f"{' and '.join(fix)} to match (e.g. --config run_dir/config.yaml)"
         )
     return model
 

@@ -107,6 +107,8 @@ def test_unknown_key_suggests(key, suggestion):
     (["BatchSize=abc"], "batch_size"),
     (["epochs"], "key=value"),
     (["seed=-1"], "seed must be in"),
+    (["LearningRate=.inf"], "expected a finite number"),
+    (["cutmix.alpha=inf"], "expected a finite number"),
     (["seed=4294967296"], "seed must be in"),
 ])
 def test_bad_values_name_the_field(overrides, match):

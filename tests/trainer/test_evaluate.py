@@ -83,3 +83,19 @@ def test_a_file_that_is_not_a_keras_archive_says_so(tmp_path):
     junk.write_text("not a model")
     with pytest.raises(DataError, match=r"model.keras: not a Keras model \(a .keras file is a zip archive"):
         load_model(junk)
+
+
+def test_a_model_that_does_not_fit_the_config_names_the_settings_to_change(tmp_path):
+    import keras
+
+    from edge.errors import ConfigError
+    from trainer.config import TrainConfig
+    from trainer.evaluate import load_checked_model
+
+    model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.save(tmp_path / "m.keras")
+    cfg = TrainConfig().replace({"data.image_size": 16, "data.color_mode": "grayscale"})
+    with pytest.raises(ConfigError, match=r"set data.class_names to match"):
+        load_checked_model(tmp_path / "m.keras", cfg)
+    with pytest.raises(ConfigError, match=r"set data.image_size / data.color_mode and data.class_names to match"):
+        load_checked_model(tmp_path / "m.keras", cfg.replace({"data.image_size": 32}))
