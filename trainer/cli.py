@@ -145,4 +145,7 @@ def data(source, out_dir, source_format, ratios, seed, class_names, exclude_list
     result = convert_dataset(source, out_dir, source_format=source_format, ratios=ratio_values, seed=seed,
                              class_names=names, exclude_list=exclude_list, skip_bad=skip_bad, overwrite=overwrite)
     click.echo(result.summary())
-    click.echo(f"next: ers train --data-dir {out_dir}")
+    if result.empty_splits:
+        click.echo(f"note: {', '.join(result.empty_splits)} got no images; ers train needs images in every split "
+                   "(change --ratios)")
+    click.echo(f"next: {result.train_command()}")

@@ -33,6 +33,18 @@ class ConvertResult:
     counts: dict[str, Counter] = field(default_factory=dict)
     skipped: int = 0
     source_format: str = ""
+    class_names: tuple[str, ...] = ()
+
+    def train_command(self) -> str:
+        """The ``ers train`` that reads this set: its classes named when they are not the default 8."""
+        command = f"ers train --data-dir {self.out_dir}"
+        if self.class_names and tuple(self.class_names) != CLASS_NAMES:
+            command += f" --set data.class_names={','.join(self.class_names)}"
+        return command
+
+    @property
+    def empty_splits(self) -> list[str]:
+        return [split for split in SPLITS if not sum(self.counts.get(split, Counter()).values())]
 
     def summary(self) -> str:
         lines = [f"wrote {self.out_dir} from a {self.source_format} source"
@@ -152,5 +164,6 @@ def convert_dataset(source: Path, out_dir: Path, *, source_format: str = "auto",
     else:
         raise ConfigError(f"unknown source format {fmt!r}")
     result.skipped = len(bad.skipped)
+    result.class_names = tuple(names)
     bad.report()
     return result

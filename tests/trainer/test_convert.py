@@ -105,3 +105,11 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path: Path):
     for out, says in ((tmp_path / "a_file", "is a file, not a folder"), (tmp_path / "a_file" / "o", "cannot write")):
         result = CliRunner().invoke(cli, ["data", str(source), "--out", str(out)])
         assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+
+
+def test_the_next_command_names_the_classes_and_an_empty_split_is_pointed_out(tmp_path: Path):
+    source = flat_tree(tmp_path / "flat", per_class=3)
+    result = CliRunner().invoke(cli, ["data", str(source), "--out", str(tmp_path / "o"), "--ratios", "1,0,0"])
+    assert result.exit_code == 0, result.output
+    assert "note: val, test got no images" in result.output
+    assert f"next: ers train --data-dir {tmp_path / 'o'} --set data.class_names=anger,happy,sad" in result.output
