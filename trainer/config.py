@@ -479,15 +479,24 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
 def _normalise(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Flatten a nested/flat/seed-style mapping into ``{dotted_key: value}``."""
     flat: dict[str, Any] = {}
+
+    def put(key: str, value: Any) -> None:
+        if key in flat and flat[key] != value:  # e.g. model.num_filters and num_filters, or a seed alias
+            raise ConfigError(f"{source}: {key} is given twice, as {flat[key]!r} and {value!r}")
+        flat[key] = value
+
     for key, value in data.items():
         key = str(key)
         if key == "Configuration" and isinstance(value, dict):
-            flat.update(_normalise(value, source))
+            for sub, item in _normalise(value, source).items():
+                put(sub, item)
         elif key in SECTIONS and isinstance(value, dict):
             for sub, item in value.items():
-                flat[canonical_key(f"{key}.{sub}", source)] = item
+                put(canonical_key(f"{key}.{sub}", source), item)
+        elif key in SECTIONS and value is None:  # "model:" with every setting under it commented out
+            continue
         else:
-            flat[canonical_key(key, source)] = value
+            put(canonical_key(key, source), value)
     return flat
 
 

@@ -149,3 +149,14 @@ def test_a_config_file_that_is_not_utf8_says_so(tmp_path: Path):
     path.write_bytes("epochs: 3\n".encode("utf-16"))  # with the byte-order mark Windows Notepad writes
     with pytest.raises(ConfigError, match="notepad.yaml is not UTF-8 text"):
         TrainConfig.from_file(path)
+
+
+def test_an_empty_section_is_empty_and_a_key_given_twice_is_refused(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\nmodel:\n  # num_filters: 4\n")
+    assert TrainConfig.from_file(path).epochs == 3
+    path.write_text("model:\n  num_filters: 4\nnum_filters: 8\n")
+    with pytest.raises(ConfigError, match=r"model.num_filters is given twice, as 4 and 8"):
+        TrainConfig.from_file(path)
+    path.write_text("model:\n  num_filters: 4\nNoOfFilters: 4\n")  # the same value twice is fine
+    assert TrainConfig.from_file(path).model.num_filters == 4
