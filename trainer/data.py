@@ -85,7 +85,9 @@ def detect_format(data: DataConfig) -> str:
         raise DataError("no data directory; pass --data-dir or set data.data_dir")
     root = Path(data.data_dir)
     if not root.exists():
-        raise DataError(f"{root}: data directory does not exist")
+        # a run's config.yaml keeps data_dir as it was typed: relative to where that run was started
+        where = "" if root.is_absolute() else f" (relative to the current folder {Path.cwd()}; pass --data-dir)"
+        raise DataError(f"{root}: data directory does not exist{where}")
     if data.format != "auto":
         return data.format
     layout = detect_layout(root)

@@ -181,9 +181,12 @@ def test_missing_split(class_folders: Path):
         validate_data(data_cfg(class_folders))
 
 
-def test_missing_data_dir(tmp_path: Path):
-    with pytest.raises(DataError, match="does not exist"):
+def test_missing_data_dir(tmp_path: Path, monkeypatch):
+    with pytest.raises(DataError, match="does not exist$"):
         validate_data(data_cfg(tmp_path / "nope"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"nope: data directory does not exist \(relative to the current folder"):
+        validate_data(data_cfg(Path("nope")))
 
 
 @pytest.mark.parametrize("line,match", [
