@@ -264,8 +264,9 @@ def _make_out_dir(out_dir: Path, overwrite: bool) -> bool:
     return True
 
 
-def _remove_earlier_outputs(out_dir: Path) -> None:
-    """Delete an earlier run's outputs from ``out_dir`` (with ``overwrite``), so none is left stale."""
+def _remove_run_outputs(out_dir: Path) -> None:
+    """Delete the outputs a run writes from ``out_dir``: an earlier run's (with ``overwrite``), so none
+    is left stale, or those of this run when it failed before its first frame."""
     for name in earlier_outputs(out_dir):
         path = out_dir / name
         try:
@@ -290,7 +291,7 @@ def _run_into(source: str | int | Path, options: RunOptions, model_dir: Path, va
             workers=options.pipeline.workers if overlap else 1,
         )
         with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
-            _remove_earlier_outputs(options.out_dir)
+            _remove_run_outputs(options.out_dir)
             variant_name = f"{variant.quantization} ({variant.file})"
             return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options, overlap)
 
@@ -302,8 +303,44 @@ def _run_loop(
     out_dir = options.out_dir
     summary = SummarySink()
     outputs: dict[str, str] = {}
-    stop_reason = "end"
     start_s = time.perf_counter()
+    try:
+        stop_reason = _write_frames(source, pipeline, options, overlap, summary, outputs)
+    except BaseException:
+        if not summary.frames:  # it failed before its first frame (no window, nothing readable): no empty files
+            _remove_run_outputs(out_dir)
+        raise
+    elapsed_s = time.perf_counter() - start_s
+    outputs["summary"] = str(out_dir / SUMMARY_NAME)
+    report = RunReport(
+        source=source.name,
+        source_kind=source.kind,
+        model_dir=str(model_dir),
+        variant=variant,
+        detector_model=detector.model.value,
+        detector_engine=detector.engine.value,
+        labels=pipeline.labels,
+        frames=summary.frames,
+        frames_with_faces=summary.frames_with_faces,
+        faces=summary.faces,
+        skipped_frames=source.skipped_frames,
+        dropped_frames=getattr(source, "dropped_frames", 0),
+        elapsed_s=elapsed_s,
+        stop_reason=stop_reason,
+        tracks=summary.tracks(),
+        outputs=outputs,
+    )
+    report.save(out_dir / SUMMARY_NAME)
+    return report
+
+
+def _write_frames(
+    source: Source, pipeline: Pipeline, options: RunOptions, overlap: bool, summary: SummarySink,
+    outputs: dict[str, str],
+) -> str:
+    """Open the outputs (naming them in ``outputs``), write every frame and close them: the stop reason."""
+    out_dir = options.out_dir
+    stop_reason = "end"
     with contextlib.ExitStack() as stack:
         sinks: list = [summary]
         if options.events:
@@ -338,25 +375,4 @@ def _run_loop(
             stop_reason = "terminated"
         except KeyboardInterrupt:
             stop_reason = "interrupted"
-    elapsed_s = time.perf_counter() - start_s
-    outputs["summary"] = str(out_dir / SUMMARY_NAME)
-    report = RunReport(
-        source=source.name,
-        source_kind=source.kind,
-        model_dir=str(model_dir),
-        variant=variant,
-        detector_model=detector.model.value,
-        detector_engine=detector.engine.value,
-        labels=pipeline.labels,
-        frames=summary.frames,
-        frames_with_faces=summary.frames_with_faces,
-        faces=summary.faces,
-        skipped_frames=source.skipped_frames,
-        dropped_frames=getattr(source, "dropped_frames", 0),
-        elapsed_s=elapsed_s,
-        stop_reason=stop_reason,
-        tracks=summary.tracks(),
-        outputs=outputs,
-    )
-    report.save(out_dir / SUMMARY_NAME)
-    return report
+    return stop_reason

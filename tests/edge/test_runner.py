@@ -122,6 +122,27 @@ def test_a_run_that_cannot_start_leaves_no_empty_folder(tmp_path, tiny_model_dir
     assert (tmp_path / "kept" / "out").is_dir()  # a folder the run did not create stays
 
 
+def test_a_run_that_fails_before_its_first_frame_leaves_no_files_and_blocks_no_retry(
+    tmp_path, tiny_model_dir, five_frame_video, monkeypatch
+):
+    import edge.sinks
+
+    monkeypatch.setattr(edge.sinks, "display_available", lambda: False)
+    with pytest.raises(SinkError, match="no display"):
+        run(five_frame_video, RunOptions(out_dir=tmp_path / "out", pipeline=PipelineOptions(model_dir=tiny_model_dir),
+                                         display=True))
+    assert not (tmp_path / "out").exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not an image")
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(SourceError, match="none of the 1 images"):
+        run(broken, RunOptions(out_dir=tmp_path / "kept", pipeline=PipelineOptions(model_dir=tiny_model_dir),
+                               display=False))
+    assert list((tmp_path / "kept").iterdir()) == []
+    assert run(five_frame_video, _options(tmp_path / "kept", tiny_model_dir)).frames == 5  # no refusal
+
+
 def test_runs_without_out_dir_started_in_the_same_second_get_folders_of_their_own(
     tmp_path, tiny_model_dir, five_frame_video, monkeypatch
 ):
