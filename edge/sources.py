@@ -202,7 +202,18 @@ class VideoFileSource(ClosingContext):
             else:
                 failures += 1
                 past_end = self.frame_count is not None and position + 1 >= self.frame_count
-                if past_end or failures >= self._max_failures:
+                if past_end:  # a stated frame count is often a frame or two high: not worth a word
+                    return
+                if failures >= self._max_failures:
+                    first_lost = position - failures + 1
+                    lost = self.frame_count - first_lost if self.frame_count is not None else failures
+                    self.skipped_frames += lost
+                    logger.warning(
+                        "%s: no frame decodes from frame %d on (%d in a row); %s skipped: the file is damaged or "
+                        "cut short", self.name, first_lost, failures,
+                        f"the {lost} frame(s) left of the {self.frame_count} it states" if self.frame_count
+                        else f"{lost} frame(s)",
+                    )
                     return
             position += 1
 
@@ -247,6 +258,8 @@ class CameraSource(ClosingContext):
         open_timeout_s: float = 10.0,
         max_consecutive_failures: int = 50,
     ) -> None:
+        if isinstance(target, int) and target < 0:  # OpenCV's "any camera" -1 crashes the process with none
+            raise SourceError(f"camera index must be 0 or more; got {target}")
         self.target = target
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
         self.skipped_frames = 0

@@ -81,6 +81,21 @@ def test_video_skips_and_counts_undecodable_frames(tmp_path):
     assert [f.timestamp_ms for f in decoded] == sorted({f.timestamp_ms for f in decoded})
 
 
+def test_a_video_cut_short_says_so_and_counts_the_frames_it_lost(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    path = write_video(tmp_path / "noisy.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+                                                for _ in range(30)], fps=10.0)
+    data = bytearray(path.read_bytes())
+    index = data.find(b"moov")  # OpenCV writes the index last: blank the frames' data before it
+    data[index // 2 : index - 8] = bytes(index - 8 - index // 2)
+    damaged = tmp_path / "cut.mp4"
+    damaged.write_bytes(bytes(data))
+    with VideoFileSource(damaged, max_consecutive_failures=3) as source:
+        decoded = list(source)
+    assert 0 < len(decoded) < 30 and len(decoded) + source.skipped_frames == 30
+    assert f"no frame decodes from frame {len(decoded)} on" in caplog.text and "of the 30 it states" in caplog.text
+
+
 def test_image_folder_is_sorted_and_skips_unreadable_files(tmp_path, caplog):
     folder = _images_dir(tmp_path)
     (folder / "img_1b.jpg").write_bytes(b"not an image")
@@ -140,6 +155,7 @@ def test_open_source_picks_the_source(tmp_path, five_frame_video, arg, kind, cls
         (lambda tmp: str((tmp / "empty_dir").mkdir() or tmp / "empty_dir"), "no images in"),
         (lambda tmp: "97", "no camera at index 97"),
         (lambda tmp: "", "the source is an empty name"),
+        (lambda tmp: -1, "camera index must be 0 or more; got -1"),
         (lambda tmp: "  ", "the source is an empty name"),
     ],
 )
