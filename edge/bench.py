@@ -181,19 +181,20 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     machine = machine_info()  # load average before the run starts
     with opencv_threads(RUNTIME_OPENCV_THREADS), tempfile.TemporaryDirectory(prefix="ers-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
-        clip_path = source
-        if options.faces is not None:
-            clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
-        pipeline_options = PipelineOptions(
-            model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads,
-            workers=options.worker_count, caller_works=options.caller_works,
-        )
         if options.alternate_baseline:  # a baseline frame after each frame, warm-up included
             total = 2 * (options.warmup_frames + options.frames)
         else:
             total = options.warmup_frames + options.frames * (2 if options.baseline else 1)
+        clip_path = source
+        if options.faces is not None:
+            LoopedClip(source, total)  # the source too short to loop is named as itself, not as the tiled copy
+            clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
         clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
                           decode_threads=options.decode_threads)
+        pipeline_options = PipelineOptions(
+            model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads,
+            workers=options.worker_count, caller_works=options.caller_works,
+        )
         kind = SourceKind.LIVE if options.realtime else SourceKind.VIDEO  # realtime plays the clip as a camera
         with Pipeline.from_options(pipeline_options, kind) as pipeline:
             model_threads, worker_cores = pipeline.model_threads, pipeline.cores

@@ -174,12 +174,12 @@ def run(
         raise SystemExit(EXIT_TERMINATED)
 
 
-def _check_json_target(json_path: str | None) -> None:
+def check_json_target(json_path: str | Path | None) -> None:
     """Refuse a --json file that cannot be written before the benchmark runs, not after it."""
-    if json_path is None or json_path == "-":
+    if json_path is None or str(json_path) == "-":
         return
     path = Path(json_path)
-    if not json_path or path.is_dir():
+    if not str(json_path) or path.is_dir():
         raise click.BadParameter(f"{json_path!r} is not a file name (- prints the JSON instead)", param_hint="--json")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:  # the nearest folder that exists is where it is created
@@ -297,7 +297,7 @@ def bench(
     from edge.bench import BenchOptions, benchmark
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    _check_json_target(json_path)
+    check_json_target(json_path)
     options = BenchOptions(
         source=source,
         model_dir=model_dir,

@@ -61,3 +61,24 @@ def test_the_tool_measures_every_target_on_a_real_clip(tool, media, tiny_model_d
     assert by_name["end-to-end FPS"]["min"] > 0 and by_name["frame p95, sequential"]["min"] > 0
     assert by_name["5-face frame against 1-face frame"]["min"] > 0
 
+
+
+def test_a_median_just_past_its_limit_is_not_printed_as_the_limit(tool):
+    rows = tool.summary({target.name: [1.6004] * 3 for target in tool.TARGETS})
+    ratio = next(row for row in rows if row["target"] == "5-face frame against 1-face frame")
+    line = next(line for line in tool.table([ratio], None).splitlines() if line.startswith("5-face"))
+    assert "1.6004" in line and "<= 1.6x" in line and " no " in line
+    fps = next(row for row in rows if row["target"] == "end-to-end FPS")
+    assert ">= 600 FPS" in tool.table([fps], None)
+
+
+def test_bad_input_is_one_line_before_any_round(tool, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(tool, "measure", lambda *args, **kwargs: ran.append(args))
+    (tmp_path / "a_file").write_text("x")
+    for args, says in ((["--clip", "nope.mp4"], "no sample clip nope.mp4"),
+                       (["--fer-python", str(tmp_path / "a_file")], "fer package is not importable"),
+                       (["--json", str(tmp_path / "a_file" / "x.json")], "is not a writable folder")):
+        result = CliRunner().invoke(tool.main, args)
+        assert result.exit_code != 0 and says in result.output and "Traceback" not in result.output, result.output
+    assert ran == []
