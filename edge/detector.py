@@ -132,9 +132,9 @@ class FaceDetectorOptions:
         )
         for name in ("min_detection_confidence", "min_suppression_threshold"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1]; got {value!r}")
-        if not isinstance(self.min_face_size, int) or self.min_face_size < 0:
+        if isinstance(self.min_face_size, bool) or not isinstance(self.min_face_size, int) or self.min_face_size < 0:
             raise ConfigError(f"min_face_size must be a whole number of pixels >= 0; got {self.min_face_size!r}")
         if self.model_path is not None:
             object.__setattr__(self, "model_path", Path(self.model_path))

@@ -105,7 +105,8 @@ def resolve_model_dir(model_dir: Path | str | None) -> Path:
         return DEFAULT_MODEL_DIR
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
-        raise ManifestError(f"model folder {model_dir} does not exist; pass a folder written by `ers export`")
+        what = "is a file" if model_dir.exists() else "does not exist"
+        raise ManifestError(f"model folder {model_dir} {what}; pass a folder written by `ers export`")
     return model_dir
 
 
@@ -136,8 +137,18 @@ class PipelineOptions:
 
     def __post_init__(self) -> None:
         if self.model_dir is not None:
+            if not isinstance(self.model_dir, (str, os.PathLike)):
+                raise ConfigError(f"model_dir must be a folder path or None; got {self.model_dir!r}")
             object.__setattr__(self, "model_dir", Path(self.model_dir))
-        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+        if self.variant is not None and not isinstance(self.variant, str):
+            raise ConfigError(f"variant must be a variant name or None; got {self.variant!r}")
+        for name, kind in (("detector", FaceDetectorOptions), ("tracking", TrackingOptions),
+                           ("smoothing", SmoothingOptions)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"{name} must be a {kind.__name__}; got {getattr(self, name)!r}")
+        if self.num_threads is not None and (
+            isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1
+        ):
             raise ConfigError(f"num_threads must be a whole number >= 1 or None; got {self.num_threads!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be a whole number >= 1; got {self.workers!r}")

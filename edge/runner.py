@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import shutil
 import signal
 import time
@@ -121,8 +122,20 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.out_dir is not None:
+            if not isinstance(self.out_dir, (str, os.PathLike)):
+                raise ConfigError(f"out_dir must be a folder path or None; got {self.out_dir!r}")
             object.__setattr__(self, "out_dir", Path(self.out_dir))
-        if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
+        if not isinstance(self.pipeline, PipelineOptions):
+            raise ConfigError(f"pipeline must be a PipelineOptions; got {self.pipeline!r}")
+        for name in ("video", "events", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        for name in ("display", "overlap"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True, False or None; got {getattr(self, name)!r}")
+        if self.max_frames is not None and (
+            isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1
+        ):
             raise ConfigError(f"max_frames must be a whole number >= 1 or None; got {self.max_frames!r}")
 
 
@@ -207,6 +220,8 @@ class RunReport:
 
 def run(source: str | int | Path, options: RunOptions) -> RunReport:
     """Run the pipeline on ``source`` (see ``open_source``) and write the outputs of ``options``."""
+    if not isinstance(options, RunOptions):
+        raise ConfigError(f"run() takes its settings as RunOptions; got {options!r}")
     model_dir = resolve_model_dir(options.pipeline.model_dir)  # fail on a missing model before a camera opens
     spec = ModelSpec.load(model_dir)
     variant = spec.variant(options.pipeline.variant)

@@ -192,12 +192,15 @@ class ImageDirSink(ClosingContext):
         self.folder = Path(folder)
         self.paths: list[Path] = []
         self._bars = bars
+        self._closed = False
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise SinkError(f"cannot create the output folder {self.folder}: {error}") from None
 
     def write(self, frame: Frame, result: FrameResult) -> None:
+        if self._closed:
+            raise SinkError(f"write() on closed image folder {self.folder}")
         stem = Path(frame.name).stem if frame.name else "frame"
         path = self.folder / f"{frame.index:06d}_{stem}.png"
         if not cv2.imwrite(str(path), annotate(frame.image_rgb, result, bars=self._bars, bgr=True)):
@@ -205,7 +208,7 @@ class ImageDirSink(ClosingContext):
         self.paths.append(path)
 
     def close(self) -> None:
-        pass
+        self._closed = True
 
 
 def display_available() -> bool:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import ConfigError
+
 BoxXyxy = tuple[int, int, int, int]
 
 
@@ -24,6 +26,10 @@ class SourceKind(str, Enum):
     LIVE = "live"
     VIDEO = "video"
     IMAGES = "images"
+
+    @classmethod
+    def _missing_(cls, value: object) -> SourceKind:
+        raise ConfigError(f"source kind must be one of {[kind.value for kind in cls]}; got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from edge.types import Frame, SourceKind
         ({"min_suppression_threshold": 2}, "min_suppression_threshold"),
         ({"min_face_size": -1}, "min_face_size"),
         ({"min_face_size": 2.5}, "min_face_size"),
+        ({"min_face_size": True}, "min_face_size"),
+        ({"min_detection_confidence": True}, "min_detection_confidence"),
         ({"model": "tiny"}, "model"),
         ({"running_mode": "stream"}, "running_mode"),
         ({"engine": "tflite"}, "engine"),

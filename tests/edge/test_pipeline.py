@@ -246,3 +246,22 @@ def test_a_variant_that_failed_the_export_gate_is_run_with_a_warning(tiny_model_
     warnings = [record.getMessage() for record in caplog.records if record.name == "edge.pipeline"]
     assert warnings == [f"{failed}: its float32 variant failed the export gate, so it is not fit to deploy "
                         "(float32: accuracy 40.00% is 50.00 points below Keras); see report.md there"]
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"detector": {"model": "full"}}, "detector must be a FaceDetectorOptions"),
+    ({"smoothing": 0.4}, "smoothing must be a SmoothingOptions"),
+    ({"model_dir": 3}, "model_dir must be a folder path"),
+    ({"num_threads": True}, "num_threads must be a whole number"),
+])
+def test_pipeline_options_of_the_wrong_type_are_refused(options, says):
+    with pytest.raises(ConfigError, match=says):
+        PipelineOptions(**options)
+
+
+def test_a_model_dir_that_is_a_file_and_an_unknown_source_kind_say_so(tmp_path, tiny_model_dir):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ManifestError, match="a_file is a file"):
+        resolve_model_dir(tmp_path / "a_file")
+    with pytest.raises(ConfigError, match="source kind must be one of"):
+        Pipeline.from_options(PipelineOptions(model_dir=tiny_model_dir), "movie")

@@ -203,3 +203,20 @@ def test_sigterm_handling_ends_cleanly_when_the_previous_handler_was_set_outside
     with handle_sigterm():
         pass
     assert installed[-1] is signal.SIG_DFL
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"out_dir": 123}, "out_dir must be a folder path"),
+    ({"pipeline": {"model_dir": "m"}}, "pipeline must be a PipelineOptions"),
+    ({"video": "no"}, "video must be True or False"),
+    ({"overlap": "no"}, "overlap must be True, False or None"),
+    ({"max_frames": True}, "max_frames must be a whole number"),
+])
+def test_run_options_of_the_wrong_type_are_refused(options, says):
+    with pytest.raises(ConfigError, match=says):
+        RunOptions(**options)
+
+
+def test_run_refuses_settings_that_are_not_run_options(tmp_path):
+    with pytest.raises(ConfigError, match="run\\(\\) takes its settings as RunOptions"):
+        run(tmp_path / "clip.mp4", {"out_dir": tmp_path})

@@ -73,6 +73,9 @@ def test_every_sink_honours_the_contract(any_sink):
         for frame, result in _frames():
             sink.write(frame, result)
     any_sink.close()  # idempotent
+    if isinstance(any_sink, (JsonlSink, VideoFileSink, ImageDirSink)):  # a file sink writes nothing once closed
+        with pytest.raises(SinkError, match="closed"):
+            any_sink.write(*next(_frames()))
 
 
 def test_jsonl_lines_are_flushed_as_written_and_parse(tmp_path):
