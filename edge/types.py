@@ -112,7 +112,8 @@ class FrameResult:
     labels: tuple[str, ...] = ()
 
     def to_dict(self, digits: int = 5) -> dict[str, Any]:
-        """JSON-ready form: one line of ``events.jsonl``."""
+        """JSON-ready form: one line of ``events.jsonl`` (where a frame of an image source also gets
+        the image's file name, ``"image"``, which the result does not hold)."""
         return {
             "frame_index": self.frame_index,
             "timestamp_ms": self.timestamp_ms,

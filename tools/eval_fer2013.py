@@ -64,6 +64,7 @@ def read_gray(path: Path) -> np.ndarray:
 @click.option("--dedup/--no-dedup", default=True, show_default=True,
               help="Leave out Valid images that are duplicates of Train images.")
 def main(model_dir: Path, variant: str | None, ferplus_root: Path, split: str, dedup: bool) -> None:
+    """An exported model's accuracy on the original FER2013 7-class labels of FER+ images."""
     rows = read_rows(ferplus_root, split, dedup)
     try:
         classifier = EmotionClassifier.from_dir(model_dir, variant)

@@ -62,12 +62,16 @@ def measure(images: np.ndarray, model: DetectorModelName, upscale: int, pad: int
 @click.option("--count", default=1500, show_default=True, help="Images to measure.")
 @click.option("--upscale", default=4, show_default=True)
 @click.option("--pad", default=96, show_default=True, help="Replicated border in upscaled pixels.")
-def main(config: Path, split: str, count: int, upscale: int, pad: int) -> None:
+@click.option("--data-dir", type=click.Path(exists=True, path_type=Path),
+              help="The data the config names, where it is now (a run's config keeps the path it was given).")
+def main(config: Path, split: str, count: int, upscale: int, pad: int, data_dir: Path | None) -> None:
+    """Where BlazeFace puts its box on FER-style faces: the crop contract for `ers export`."""
     from trainer.config import TrainConfig
     from trainer.data import load_image_arrays
 
     try:
-        data = TrainConfig.from_file(config).data
+        cfg = TrainConfig.from_file(config)
+        data = (cfg.replace({"data.data_dir": data_dir}) if data_dir is not None else cfg).data
         images, _ = load_image_arrays(data, split, limit=count)
     except ErsError as error:
         raise click.ClickException(str(error)) from None

@@ -30,6 +30,7 @@ import click
 import numpy as np
 
 from edge.errors import ConfigError, ErsError
+from edge.pipeline import DEFAULT_MODEL_DIR
 
 FOLDED_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
@@ -107,7 +108,7 @@ def max_difference(model, model_dir: Path, images: int = 16, seed: int = 0) -> f
 
 @click.command()
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=Path("edge/models/emotion"), show_default=True,
+              default=DEFAULT_MODEL_DIR, show_default="the shipped model",
               help="An export folder: manifest.json, model_float32.tflite and report/config.yaml.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The run's config.yaml (default: MODEL_DIR/report/config.yaml).")
