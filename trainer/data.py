@@ -141,7 +141,7 @@ def _load_fer2013(data: DataConfig, split: str) -> SplitData:
 def _load_folders(data: DataConfig, split: str, bad: BadFileLog) -> SplitData:
     directory = Path(data.data_dir) / split
     skipped_before = len(bad.skipped)
-    paths, indices = folders.scan_class_folders(directory, data.class_names, bad)
+    paths, indices = folders.scan_class_folders(directory, data.class_names, bad, channels=data.channels)
     # Keras reads every image file of the class folders, hidden ones too (macOS's "._x.png" copies,
     # which are no images), so it reads them only when the scan kept all there are; else the paths go.
     hidden = any(path.name.startswith(".") for name in data.class_names if (directory / name).is_dir()

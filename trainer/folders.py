@@ -23,7 +23,8 @@ def is_split_root(path: Path) -> bool:
 
 
 def scan_class_folders(
-    directory: Path, class_names: tuple[str, ...], bad: BadFileLog, *, check: bool = True
+    directory: Path, class_names: tuple[str, ...], bad: BadFileLog, *, check: bool = True,
+    channels: int | None = None,
 ) -> tuple[list[Path], np.ndarray]:
     """Image paths under ``directory/<class>/`` and their int labels in ``class_names`` order.
 
@@ -67,7 +68,7 @@ def scan_class_folders(
     if check and paths:
         def one(path: Path) -> tuple[bool, BadFileLog]:
             local = BadFileLog(skip=True)
-            return check_image(path, local), local
+            return check_image(path, local, channels=channels), local
 
         keep = []
         with ThreadPoolExecutor(max_workers=4) as pool:

@@ -6,11 +6,12 @@ skipped and counted with ``skip_bad_files``) instead of a TensorFlow stack
 trace in the middle of an epoch.
 
 Images whose mode is not plain 8-bit grayscale/RGB (RGBA, LA, palette,
-16-bit, 1-bit) are accepted and converted to the configured colour mode:
-alpha is dropped, palettes are expanded, 16-bit values are scaled to 8 bit.
-That matches what ``tf.io.decode_image`` does with them, and the number of
-converted files is logged. CMYK JPEGs, which Pillow reads and
-``tf.io.decode_image`` does not, are bad files.
+16-bit, 1-bit, CMYK) are accepted and converted to the configured colour
+mode: alpha is dropped, palettes are expanded, 16-bit values are scaled to
+8 bit. That matches what ``tf.io.decode_image`` does with them, and the
+number of converted files is logged. Only a CMYK JPEG that TensorFlow must
+decode to grayscale itself (class folders, ``check_image(channels=1)``) is a
+bad file: ``tf.io.decode_image`` reads CMYK as RGB but not as one channel.
 """
 
 from __future__ import annotations
@@ -84,8 +85,6 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: corrupt or truncated image ({error})") from None
     if image.format not in SUPPORTED_FORMATS:
         raise DataError(f"{path}: unsupported image format {image.format}; use PNG or JPEG")
-    if image.mode == "CMYK":  # Pillow reads CMYK JPEGs; tf.io.decode_image does not
-        raise DataError(f"{path}: a CMYK JPEG, which TensorFlow cannot decode; save it as RGB")
     return image
 
 
@@ -124,9 +123,14 @@ def read_image(path: Path, color_mode: str, bad: BadFileLog) -> np.ndarray | Non
     return None if image is None else to_array(image, color_mode)
 
 
-def check_image(path: Path, bad: BadFileLog) -> bool:
-    """True when TensorFlow will decode the file; bad files raise or are recorded."""
-    return _open_recorded(path, bad) is not None
+def check_image(path: Path, bad: BadFileLog, *, channels: int | None = None) -> bool:
+    """True when TensorFlow will decode the file (to ``channels``, when it decodes it itself);
+    bad files raise or are recorded."""
+    image = _open_recorded(path, bad)
+    if image is not None and channels == 1 and image.mode == "CMYK":
+        bad.bad(path, "a CMYK JPEG, which TensorFlow cannot decode to grayscale; save it as RGB or grayscale")
+        return False
+    return image is not None
 
 
 def read_images(
