@@ -7,7 +7,10 @@ Run folder (``cfg.run_dir``, default ``runs/<model name>``)::
     classification_report.txt  confusion_matrix.png  curves.png
 
 A folder whose run is unfinished (``run.json`` says ``running``) is resumed;
-a finished one is never overwritten unless ``overwrite=True``.
+one that says ``trained`` (its model saved, its test evaluation cut short) is
+evaluated again, not retrained. A finished one is never overwritten unless
+``overwrite=True``, which deletes it only once the new run's data and model
+have loaded.
 
 ``cfg.strategy`` picks the ``tf.distribute`` strategy (``trainer.distribute``):
 ``default``, ``mirrored`` or ``multiworker``. Under ``multiworker`` only the
@@ -119,7 +122,8 @@ def prepare_run_dir(
         saved = TrainConfig.from_file(run_dir / CONFIG_YAML) if (run_dir / CONFIG_YAML).is_file() else None
         if saved is not None:
             old, new = _flat(saved), _flat(cfg)
-            changed = sorted(k for k in new if old.get(k) != new[k] and k not in RESUMABLE_CHANGES)
+            resumable = RESUMABLE_CHANGES - ({"epochs"} if status == "trained" else set())  # none left to train
+            changed = sorted(k for k in new if old.get(k) != new[k] and k not in resumable)
             if changed:
                 raise ConfigError(
                     f"{run_dir} holds an unfinished run with a different config ({', '.join(changed)}); "
@@ -308,6 +312,9 @@ def train(
     run_dir = distribute.worker_temp_dir(Path(cfg.run_dir), task)  # where this process writes
     started = time.time()
     resumed, replacing = prepare_run_dir(cfg, resume=resume, overwrite=overwrite, run_dir=run_dir)
+    if no_train and resumed:
+        raise ConfigError(f"{run_dir} holds an unfinished training run; --no-train evaluates --pretrained into a "
+                          "folder of its own: choose another --run-dir")
     if replacing and pretrained is not None and run_dir.resolve() in Path(pretrained).resolve().parents:
         raise ConfigError(f"--pretrained {pretrained} is inside {run_dir}, which --overwrite deletes; "
                           "copy the model out of it first, or choose another --run-dir")
@@ -336,8 +343,8 @@ def train(
         with strategy.scope(), precision_policy(cfg.precision):
             model = build_and_compile(cfg, pretrained, fine_tune=not no_train)
     write_run_dir(run_dir, replacing=replacing)  # data and model loaded: only now is an old run replaced
-    cfg.save(run_dir / CONFIG_YAML)
-    if not trained:
+    if not trained:  # a trained run keeps the config it was trained with
+        cfg.save(run_dir / CONFIG_YAML)
         _write_status(run_dir, "running")
     history_csv = run_dir / HISTORY_CSV
     if not no_train and not trained:

@@ -169,6 +169,24 @@ def test_a_run_whose_evaluation_failed_is_evaluated_again_not_retrained(tmp_path
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
 
 
+def test_a_trained_run_is_not_given_more_epochs_or_another_model_to_evaluate(tmp_path: Path, class_folders: Path,
+                                                                              monkeypatch, finished_run: Path):
+    import trainer.evaluate
+
+    run_dir = tmp_path / "run"
+    real = trainer.evaluate.evaluate_model
+    monkeypatch.setattr(trainer.evaluate, "evaluate_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert invoke(["train", *tiny_overrides(class_folders, run_dir)]).exit_code == 130
+    monkeypatch.setattr(trainer.evaluate, "evaluate_model", real)
+    more = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, run_dir), "--epochs", "3"])
+    assert more.exit_code == 1 and "different config (epochs)" in more.output
+    other = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, run_dir), "--no-train",
+                                     "--pretrained", str(finished_run / "model.keras")])
+    assert other.exit_code == 1 and "--no-train evaluates --pretrained into a folder of its own" in other.output
+    assert TrainConfig.from_file(run_dir / "config.yaml").epochs == 1
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "trained"
+
+
 def test_resume_flag_without_unfinished_run(tmp_path: Path, class_folders: Path):
     result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, tmp_path / "new"), "--resume"])
     assert result.exit_code == 1 and "no unfinished run" in result.output
