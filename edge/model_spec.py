@@ -241,6 +241,11 @@ class ModelSpec:
         data = asdict(self)
         data["labels"] = list(self.labels)
         data["input_range"] = list(self.input_range)
+        for variant in data["variants"].values():
+            if variant["gate_failures"]:
+                variant["gate_failures"] = list(variant["gate_failures"])
+            else:  # only a failed variant carries it: a runtime before the field reads every other manifest
+                del variant["gate_failures"]
         return data
 
     def save(self, directory: Path) -> Path:

@@ -75,4 +75,8 @@ def test_a_variant_without_its_hash_is_named():
 def test_a_well_formed_manifest_round_trips():
     spec = ModelSpec.from_dict({**_BASE, "variants": {"int8": _VARIANT}, "default_variant": "int8"})
     assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert "gate_failures" not in spec.to_dict()["variants"]["int8"]  # as manifests were before the field
+    failed = ModelSpec.from_dict({**_BASE, "variants": {"int8": {**_VARIANT, "gate_failures": ["too far"]}}})
+    assert failed.to_dict()["variants"]["int8"]["gate_failures"] == ["too far"]
+    assert ModelSpec.from_dict(failed.to_dict()) == failed
     assert spec.variant().input.quantized and spec.variant().output.zero_point == 0
