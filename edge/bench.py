@@ -36,11 +36,11 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from edge.benchclips import LoopedClip, sample_clip, write_tiled_faces_clip
+from edge.benchclips import MIN_PLAY_FRAMES, LoopedClip, sample_clip, write_tiled_faces_clip
 from edge.benchreport import BenchReport, StageStats, machine_info, process_threads, versions
 from edge.cores import pinned
 from edge.detector import DetectorEngine, DetectorModelName, FaceDetectorOptions, _enum_value
-from edge.errors import ConfigError
+from edge.errors import ConfigError, SourceError
 from edge.model_spec import ModelSpec
 from edge.pipeline import (
     WORKERS,
@@ -189,8 +189,16 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         if options.faces is not None:
             LoopedClip(source, total)  # the source too short to loop is named as itself, not as the tiled copy
             clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
-        clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
-                          decode_threads=options.decode_threads)
+        try:
+            clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
+                              decode_threads=options.decode_threads)
+        except SourceError:
+            if clip_path == source:
+                raise
+            raise SourceError(  # the tiled copy starts at the first frame with a face
+                f"{source}: too few frames from its first face on to tile and play in a loop (at least "
+                f"{MIN_PLAY_FRAMES}); pass a clip that shows a face sooner"
+            ) from None
         pipeline_options = PipelineOptions(
             model_dir=model_dir, variant=variant_name, detector=detector_options, num_threads=options.num_threads,
             workers=options.worker_count, caller_works=options.caller_works,

@@ -8,6 +8,7 @@ Every image is validated (decoded) before it is written.
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,9 +38,9 @@ class ConvertResult:
 
     def train_command(self) -> str:
         """The ``ers train`` that reads this set: its classes named when they are not the default 8."""
-        command = f"ers train --data-dir {self.out_dir}"
+        command = f"ers train --data-dir {shlex.quote(str(self.out_dir))}"
         if self.class_names and tuple(self.class_names) != CLASS_NAMES:
-            command += f" --set data.class_names={','.join(self.class_names)}"
+            command += " --set " + shlex.quote(f"data.class_names={','.join(self.class_names)}")
         return command
 
     @property
@@ -65,15 +66,16 @@ def _detect(source: Path) -> str:
     raise DataError(f"{source}: not a FER+ root, fer2013.csv, split tree or class-folder tree")
 
 
-def _check_out(source: Path, out_dir: Path) -> None:
-    """Refuse an ``out_dir`` that is a file, or whose split folders (deleted with ``overwrite``)
-    would be or hold the source, or that is or lies inside a source folder."""
+def _check_out(source: Path, out_dir: Path, fmt: str) -> None:
+    """Refuse an ``out_dir`` that is a file, whose split folders (deleted with ``overwrite``) would
+    be or hold the source, that is the source, or that lies inside a class-folder source (where it
+    would be read as one more class folder)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file, not a folder")
     src, out = source.resolve(), out_dir.resolve()
     replaced = [out / split for split in SPLITS]
-    if any(src == folder or folder in src.parents for folder in replaced) or (
-        src.is_dir() and (out == src or src in out.parents)
+    if any(src == folder or folder in src.parents for folder in replaced) or out == src or (
+        fmt in ("flat", "folders") and src in out.parents
     ):
         raise ConfigError(f"--out {out_dir} overlaps the source {source}; write the converted set elsewhere")
 
@@ -122,8 +124,8 @@ def convert_dataset(source: Path, out_dir: Path, *, source_format: str = "auto",
                     skip_bad: bool = False, overwrite: bool = False) -> ConvertResult:
     """Write ``out_dir/{train,val,test}/<class>/*.png`` from ``source``."""
     source, out_dir = Path(source), Path(out_dir)
-    _check_out(source, out_dir)
     fmt = _detect(source) if source_format == "auto" else source_format
+    _check_out(source, out_dir, fmt)
     bad = BadFileLog(skip=skip_bad)
     result = ConvertResult(out_dir, source_format=fmt)
     if fmt == "flat":

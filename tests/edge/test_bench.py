@@ -422,3 +422,17 @@ def test_a_report_that_cannot_be_saved_is_a_sink_error(tmp_path):
     with pytest.raises(SinkError, match="cannot write the benchmark report"):
         report.save(tmp_path / "a_file" / "b.json")
     assert json.loads(report.save(tmp_path / "new" / "b.json").read_text())["frames"] == 1
+
+
+@pytest.mark.slow
+def test_a_clip_whose_face_comes_too_late_to_tile_is_named_itself(tmp_path, media, tiny_model_dir, monkeypatch):
+    import edge.benchclips
+
+    monkeypatch.setattr(edge.benchclips, "MIN_PLAY_FRAMES", 30)  # the real value (conftest lowers it)
+    capture = cv2.VideoCapture(str(media / "single_face.mp4"))
+    faces = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(10)]
+    capture.release()
+    blank = np.full_like(faces[0], 90)
+    clip = write_video(tmp_path / "late_face.mp4", [blank] * 40 + faces, fps=25.0)
+    with pytest.raises(SourceError, match="late_face.mp4: too few frames from its first face on to tile"):
+        benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=50, warmup_frames=5, faces=1, fer=False))

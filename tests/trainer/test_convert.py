@@ -113,3 +113,15 @@ def test_the_next_command_names_the_classes_and_an_empty_split_is_pointed_out(tm
     assert result.exit_code == 0, result.output
     assert "note: val, test got no images" in result.output
     assert f"next: ers train --data-dir {tmp_path / 'o'} --set data.class_names=anger,happy,sad" in result.output
+
+
+def test_a_converted_set_may_live_inside_a_fer_plus_root(tmp_path: Path, ferplus_root: Path):
+    result = convert_dataset(ferplus_root, ferplus_root / "converted")  # no FER2013* folder is touched
+    assert result.source_format == "ferplus" and (ferplus_root / "converted" / "train").is_dir()
+
+
+def test_the_next_command_quotes_class_names_with_spaces(tmp_path: Path):
+    from trainer.convert import ConvertResult
+
+    result = ConvertResult(tmp_path / "my set", class_names=("very happy", "sad"))
+    assert result.train_command() == f"ers train --data-dir '{tmp_path / 'my set'}' --set 'data.class_names=very happy,sad'"
