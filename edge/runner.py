@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -100,8 +101,9 @@ class RunOptions:
     """Outputs of a run. ``display`` None shows a window when a display is available.
 
     An ``out_dir`` holding an earlier run's outputs is refused unless
-    ``overwrite``, which removes them (and nothing else) once the source and
-    models are open, so a run that cannot start leaves them as they were.
+    ``overwrite``, which replaces them (and nothing else): they are set aside
+    when the source and models are open, deleted once the run writes its
+    first frame, and put back when it fails before that.
 
     ``overlap`` reads, detects and classifies the next frames on worker
     threads (``pipeline.workers`` of them), each of which then tracks and
@@ -229,6 +231,9 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
         options = replace(options, out_dir=new_run_dir(DEFAULT_RUNS_DIR))
         created = True
     else:
+        if _reads_an_output(source, options.out_dir):
+            raise ConfigError(f"the source {source} is an output of the run in {options.out_dir}, which this "
+                              "run would replace; write into another --out-dir")
         created = _make_out_dir(options.out_dir, options.overwrite)
     try:
         return _run_into(source, options, model_dir, variant)
@@ -237,6 +242,16 @@ def run(source: str | int | Path, options: RunOptions) -> RunReport:
             with contextlib.suppress(OSError):
                 options.out_dir.rmdir()  # fails when the folder holds anything
         raise
+
+
+def _reads_an_output(source: str | int | Path, out_dir: Path) -> bool:
+    """Whether ``source`` is a file or folder among the outputs a run writes into ``out_dir``."""
+    text = str(source).strip()
+    if isinstance(source, int) or not text or text.isdigit() or "://" in text:
+        return False
+    path = Path(text).expanduser().resolve()
+    outputs = [(out_dir / name).resolve() for name in RUN_OUTPUTS]
+    return any(path == output or output in path.parents for output in outputs)
 
 
 def new_run_dir(parent: Path) -> Path:
@@ -279,18 +294,47 @@ def _make_out_dir(out_dir: Path, overwrite: bool) -> bool:
     return True
 
 
-def _remove_run_outputs(out_dir: Path) -> None:
-    """Delete the outputs a run writes from ``out_dir``: an earlier run's (with ``overwrite``), so none
-    is left stale, or those of this run when it failed before its first frame."""
-    for name in earlier_outputs(out_dir):
-        path = out_dir / name
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _set_aside(out_dir: Path) -> list[tuple[Path, Path]]:
+    """Move an earlier run's outputs (there only with ``overwrite``) to hidden names beside them, so
+    none is left stale: (hidden, original) pairs for ``_put_back`` or ``_discard``."""
+    moved = []
+    try:
+        for name in earlier_outputs(out_dir):
+            hidden = out_dir / f".{name}.earlier-{uuid.uuid4().hex[:8]}"
+            (out_dir / name).rename(hidden)
+            moved.append((hidden, out_dir / name))
+    except OSError as error:
+        _put_back(moved)
+        raise SinkError(f"cannot replace the earlier outputs in {out_dir}: {error}") from None
+    return moved
+
+
+def _put_back(moved: list[tuple[Path, Path]]) -> None:
+    for hidden, original in moved:
         try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            hidden.rename(original)
         except OSError as error:
-            raise SinkError(f"cannot replace the earlier output {path}: {error}") from None
+            logger.warning("could not put back the earlier output %s (it is at %s): %s", original, hidden, error)
+
+
+def _discard(moved: list[tuple[Path, Path]]) -> None:
+    for hidden, _ in moved:
+        with contextlib.suppress(OSError):
+            _delete(hidden)
+
+
+def _remove_run_outputs(out_dir: Path) -> None:
+    """Delete the outputs of this run from ``out_dir``: it failed before its first frame."""
+    for name in earlier_outputs(out_dir):
+        with contextlib.suppress(OSError):
+            _delete(out_dir / name)
 
 
 def _run_into(source: str | int | Path, options: RunOptions, model_dir: Path, variant: VariantSpec) -> RunReport:
@@ -306,14 +350,14 @@ def _run_into(source: str | int | Path, options: RunOptions, model_dir: Path, va
             workers=options.pipeline.workers if overlap else 1,
         )
         with Pipeline.from_options(pipeline_options, frames.kind) as pipeline:
-            _remove_run_outputs(options.out_dir)
+            aside = _set_aside(options.out_dir)  # an earlier run's outputs: back in place if no frame is written
             variant_name = f"{variant.quantization} ({variant.file})"
-            return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options, overlap)
+            return _run_loop(frames, pipeline, options, model_dir, variant_name, detector_options, overlap, aside)
 
 
 def _run_loop(
     source: Source, pipeline: Pipeline, options: RunOptions, model_dir: Path, variant: str,
-    detector: FaceDetectorOptions, overlap: bool,
+    detector: FaceDetectorOptions, overlap: bool, aside: list[tuple[Path, Path]],
 ) -> RunReport:
     out_dir = options.out_dir
     summary = SummarySink()
@@ -322,9 +366,13 @@ def _run_loop(
     try:
         stop_reason = _write_frames(source, pipeline, options, overlap, summary, outputs)
     except BaseException:
-        if not summary.frames:  # it failed before its first frame (no window, nothing readable): no empty files
-            _remove_run_outputs(out_dir)
+        if not summary.frames:  # it failed before its first frame (no window, nothing readable):
+            _remove_run_outputs(out_dir)  # no empty files of its own,
+            _put_back(aside)  # and an earlier run's outputs as they were
+        else:
+            _discard(aside)
         raise
+    _discard(aside)
     elapsed_s = time.perf_counter() - start_s
     outputs["summary"] = str(out_dir / SUMMARY_NAME)
     report = RunReport(

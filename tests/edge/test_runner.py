@@ -143,6 +143,32 @@ def test_a_run_that_fails_before_its_first_frame_leaves_no_files_and_blocks_no_r
     assert run(five_frame_video, _options(tmp_path / "kept", tiny_model_dir)).frames == 5  # no refusal
 
 
+def test_an_overwrite_that_fails_before_its_first_frame_puts_the_earlier_run_back(
+    tmp_path, tiny_model_dir, five_frame_video, monkeypatch
+):
+    import edge.sinks
+
+    out = tmp_path / "out"
+    run(five_frame_video, _options(tmp_path, tiny_model_dir))
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    monkeypatch.setattr(edge.sinks, "display_available", lambda: False)
+    with pytest.raises(SinkError, match="no display"):
+        run(five_frame_video, RunOptions(out_dir=out, pipeline=PipelineOptions(model_dir=tiny_model_dir),
+                                         display=True, overwrite=True))
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_a_source_among_the_outputs_it_would_replace_is_refused(tmp_path, tiny_model_dir):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, image in enumerate(synthetic_frames(2)):
+        cv2.imwrite(str(folder / f"{index}.png"), image)
+    run(folder, _options(tmp_path, tiny_model_dir, events=False))
+    with pytest.raises(ConfigError, match="is an output of the run in"):
+        run(tmp_path / "out" / "annotated", _options(tmp_path, tiny_model_dir, overwrite=True))
+    assert len(list((tmp_path / "out" / "annotated").iterdir())) == 2
+
+
 def test_runs_without_out_dir_started_in_the_same_second_get_folders_of_their_own(
     tmp_path, tiny_model_dir, five_frame_video, monkeypatch
 ):
