@@ -118,12 +118,13 @@ def model_io(model: object) -> tuple[tuple[int, int, int], int]:
 
 
 def _not_written_by_export(folder: Path) -> list[str]:
-    """Entries of ``folder`` that no export writes: what replacing it must not delete."""
+    """Entries of ``folder`` that no export writes, what replacing it must not delete (hidden files
+    such as macOS's .DS_Store are the file browser's, not the user's)."""
     export_files = {MANIFEST_NAME, REPORT_JSON, REPORT_MD, *(q.file_name for q in Quantization)}
     return sorted(
         entry.name + ("/" if entry.is_dir() else "")
         for entry in folder.iterdir()
-        if entry.name not in export_files or not entry.is_file()
+        if not entry.is_file() or (entry.name not in export_files and not entry.name.startswith("."))
     )
 
 

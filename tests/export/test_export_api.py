@@ -179,6 +179,7 @@ def test_gate_thresholds_come_from_the_options(
 def test_existing_export_is_not_overwritten_without_force(tmp_path, model_path, dataset_dir, fast_options):
     out = tmp_path / "out"
     export_model(model_path, out, fast_options(dataset_dir, variants=("float16",)))
+    (out / ".DS_Store").write_bytes(b"\0")  # left by a file browser: no reason to refuse
     with pytest.raises(ConfigError, match=r"already exists and is not empty; pass --force"):
         export_model(model_path, out, fast_options(dataset_dir, variants=("float32",)))
     assert (out / "model_float16.tflite").is_file()
