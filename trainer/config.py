@@ -340,7 +340,7 @@ class TrainConfig:
 
     def replace(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with ``{"section.field" | alias: value}`` applied (values coerced)."""
-        return _apply(self, _normalise(overrides, "overrides"), "overrides")
+        return _apply(self, _normalise(overrides, "overrides", later_wins=True), "overrides")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
@@ -476,12 +476,14 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     return data
 
 
-def _normalise(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Flatten a nested/flat/seed-style mapping into ``{dotted_key: value}``."""
+def _normalise(data: dict[str, Any], source: str, *, later_wins: bool = False) -> dict[str, Any]:
+    """Flatten a nested/flat/seed-style mapping into ``{dotted_key: value}``. A setting a file names
+    twice (say ``model.num_filters`` and ``NoOfFilters``) with two values is refused; on the command
+    line (``later_wins``) the later one wins, as a repeated flag does."""
     flat: dict[str, Any] = {}
 
     def put(key: str, value: Any) -> None:
-        if key in flat and flat[key] != value:  # e.g. model.num_filters and num_filters, or a seed alias
+        if key in flat and flat[key] != value and not later_wins:
             raise ConfigError(f"{source}: {key} is given twice, as {flat[key]!r} and {value!r}")
         flat[key] = value
 
@@ -537,7 +539,7 @@ def resolve_config(
     else:
         pairs = parse_overrides(overrides)
     if pairs:
-        config = _apply(config, _normalise(pairs, "command line"), "command line")
+        config = _apply(config, _normalise(pairs, "command line", later_wins=True), "command line")
     return config
 
 

@@ -160,3 +160,8 @@ def test_an_empty_section_is_empty_and_a_key_given_twice_is_refused(tmp_path: Pa
         TrainConfig.from_file(path)
     path.write_text("model:\n  num_filters: 4\nNoOfFilters: 4\n")  # the same value twice is fine
     assert TrainConfig.from_file(path).model.num_filters == 4
+
+
+def test_on_the_command_line_the_later_of_two_spellings_wins():
+    cfg = resolve_config(None, ["LearningRate=1e-3", "optim.learning_rate=3e-4"])
+    assert cfg.optim.learning_rate == 3e-4
