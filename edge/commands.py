@@ -180,7 +180,7 @@ def check_json_target(json_path: str | Path | None) -> None:
         return
     path = Path(json_path)
     if not str(json_path) or path.is_dir():
-        raise click.BadParameter(f"{json_path!r} is not a file name (- prints the JSON instead)", param_hint="--json")
+        raise click.BadParameter(f"'{json_path}' is not a file name (- prints the JSON instead)", param_hint="--json")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:  # the nearest folder that exists is where it is created
         folder = folder.parent

@@ -372,9 +372,15 @@ def _run_loop(
         else:
             _discard(aside)
         raise
-    _discard(aside)
+    kept_earlier = not summary.frames and bool(aside)  # stopped (Ctrl-C, SIGTERM) before a frame: no replacement
+    if kept_earlier:
+        _remove_run_outputs(out_dir)
+        _put_back(aside)
+        outputs.clear()
+    else:
+        _discard(aside)
+        outputs["summary"] = str(out_dir / SUMMARY_NAME)
     elapsed_s = time.perf_counter() - start_s
-    outputs["summary"] = str(out_dir / SUMMARY_NAME)
     report = RunReport(
         source=source.name,
         source_kind=source.kind,
@@ -393,7 +399,8 @@ def _run_loop(
         tracks=summary.tracks(),
         outputs=outputs,
     )
-    report.save(out_dir / SUMMARY_NAME)
+    if not kept_earlier:
+        report.save(out_dir / SUMMARY_NAME)
     return report
 
 

@@ -205,15 +205,15 @@ class VideoFileSource(ClosingContext):
                 if past_end:  # a stated frame count is often a frame or two high: not worth a word
                     return
                 if failures >= self._max_failures:
-                    first_lost = position - failures + 1
-                    lost = self.frame_count - first_lost if self.frame_count is not None else failures
-                    self.skipped_frames += lost
-                    logger.warning(
-                        "%s: no frame decodes from frame %d on (%d in a row); %s skipped: the file is damaged or "
-                        "cut short", self.name, first_lost, failures,
-                        f"the {lost} frame(s) left of the {self.frame_count} it states" if self.frame_count
-                        else f"{lost} frame(s)",
-                    )
+                    # Without a stated frame count this is how every such file ends: nothing to report.
+                    if self.frame_count is not None:
+                        first_lost = position - failures + 1
+                        self.skipped_frames += self.frame_count - first_lost
+                        logger.warning(
+                            "%s: no frame decodes from frame %d on (%d in a row), of the %d it states: the file is "
+                            "damaged or cut short, or states more frames than it holds", self.name, first_lost,
+                            failures, self.frame_count,
+                        )
                     return
             position += 1
 

@@ -52,6 +52,7 @@ from export.verify import ClassificationMetrics, VerifyReport, verify_tflite
 logger = logging.getLogger(__name__)
 
 KERAS_BATCH_SIZE = 256
+FILE_BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # "._x": macOS's copies, also
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -118,13 +119,14 @@ def model_io(model: object) -> tuple[tuple[int, int, int], int]:
 
 
 def _not_written_by_export(folder: Path) -> list[str]:
-    """Entries of ``folder`` that no export writes, what replacing it must not delete (hidden files
-    such as macOS's .DS_Store are the file browser's, not the user's)."""
+    """Entries of ``folder`` that no export writes, what replacing it must not delete (a file
+    browser's own files, such as macOS's .DS_Store, are not the user's)."""
     export_files = {MANIFEST_NAME, REPORT_JSON, REPORT_MD, *(q.file_name for q in Quantization)}
     return sorted(
         entry.name + ("/" if entry.is_dir() else "")
         for entry in folder.iterdir()
-        if not entry.is_file() or (entry.name not in export_files and not entry.name.startswith("."))
+        if not entry.is_file() or (entry.name not in export_files | FILE_BROWSER_FILES
+                                   and not entry.name.startswith("._"))
     )
 
 

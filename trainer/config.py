@@ -554,5 +554,6 @@ def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
             value = raw
+        result.pop(key.strip(), None)  # a repeated key moves to its last place: the last --set wins
         result[key.strip()] = value
     return result

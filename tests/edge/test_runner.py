@@ -158,6 +158,24 @@ def test_an_overwrite_that_fails_before_its_first_frame_puts_the_earlier_run_bac
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
+def test_an_overwrite_stopped_before_its_first_frame_keeps_the_earlier_run(
+    tmp_path, tiny_model_dir, five_frame_video, monkeypatch
+):
+    from edge.pipeline import Pipeline
+
+    out = tmp_path / "out"
+    run(five_frame_video, _options(tmp_path, tiny_model_dir))
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def stopped(self, frames, handle, **kwargs):
+        raise Terminated("received signal 15")  # SIGTERM while the source is still starting
+
+    monkeypatch.setattr(Pipeline, "deliver", stopped)
+    report = run(five_frame_video, _options(tmp_path, tiny_model_dir, overwrite=True))
+    assert (report.frames, report.stop_reason, report.outputs) == (0, "terminated", {})
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
 def test_a_source_among_the_outputs_it_would_replace_is_refused(tmp_path, tiny_model_dir):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -250,3 +250,11 @@ def test_opencv_threads_is_set_for_the_block_and_restored():
     with opencv_threads(1):
         assert cv2.getNumThreads() == 1
     assert cv2.getNumThreads() == before
+
+
+def test_a_video_that_states_no_frame_count_ends_without_a_warning(tmp_path, caplog, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", synthetic_frames(5), fps=10.0)
+    with VideoFileSource(path, max_consecutive_failures=3) as source:
+        source.frame_count = None  # as raw streams (MJPEG, some .ts) state none
+        frames = list(source)
+    assert len(frames) == 5 and source.skipped_frames == 0 and "no frame decodes" not in caplog.text

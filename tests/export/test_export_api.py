@@ -180,6 +180,7 @@ def test_existing_export_is_not_overwritten_without_force(tmp_path, model_path, 
     out = tmp_path / "out"
     export_model(model_path, out, fast_options(dataset_dir, variants=("float16",)))
     (out / ".DS_Store").write_bytes(b"\0")  # left by a file browser: no reason to refuse
+    (out / "._manifest.json").write_bytes(b"\0")
     with pytest.raises(ConfigError, match=r"already exists and is not empty; pass --force"):
         export_model(model_path, out, fast_options(dataset_dir, variants=("float32",)))
     assert (out / "model_float16.tflite").is_file()
@@ -194,10 +195,11 @@ def test_force_replaces_an_earlier_export_only(tmp_path, model_path, dataset_dir
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     (out / "keep.txt").write_text("old")
+    (out / ".gitattributes").write_text("*.tflite filter=lfs")
     (out / "manifest.json").write_text("{}")
-    with pytest.raises(ConfigError, match=r"holds keep\.txt, sub/, which no export writes; --force replaces only"):
+    with pytest.raises(ConfigError, match=r"holds \.gitattributes, keep\.txt, sub/, which no export writes"):
         export_model(model_path, out, fast_options(dataset_dir, variants=("float32",), force=True))
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "manifest.json", "sub"]
+    assert sorted(p.name for p in out.iterdir()) == [".gitattributes", "keep.txt", "manifest.json", "sub"]
 
 
 def test_the_current_folder_is_refused_before_any_work(tmp_path, model_path, dataset_dir, fast_options, monkeypatch):

@@ -165,3 +165,5 @@ def test_an_empty_section_is_empty_and_a_key_given_twice_is_refused(tmp_path: Pa
 def test_on_the_command_line_the_later_of_two_spellings_wins():
     cfg = resolve_config(None, ["LearningRate=1e-3", "optim.learning_rate=3e-4"])
     assert cfg.optim.learning_rate == 3e-4
+    cfg = resolve_config(None, ["model.num_filters=8", "NoOfFilters=16", "model.num_filters=32"])
+    assert cfg.model.num_filters == 32
