@@ -33,7 +33,7 @@ import click
 from edge.bench import BenchOptions, benchmark, fer_available
 from edge.benchclips import SAMPLE_CLIP, sample_clip
 from edge.benchreport import BenchReport, machine_info
-from edge.commands import caller_works_option, check_json_target, engine_option
+from edge.commands import check_json_target, engine_option
 from edge.errors import ConfigError, ErsError, SinkError
 
 
@@ -144,7 +144,9 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
 @click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Warm-up frames per run.")
 @click.option("--fer-python", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A Python that has `fer`: also time it on the clip (once, 100 frames).")
-@caller_works_option
+@click.option("--caller-works/--dedicated-workers", default=True, show_default=True,
+              help="The main thread is the first of the 2 workers, or each worker has a thread of its own and "
+              "the main thread waits (`ers bench --help` says what that changes).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures.")
 def main(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, rounds: int, frames: int,
          warmup: int, fer_python: Path | None, caller_works: bool, json_path: Path | None) -> None:
