@@ -141,7 +141,8 @@ def run(
 ) -> None:
     """Label every face in SOURCE: a webcam index (0), a stream URL, a video, an image or a folder.
 
-    Ctrl-C stops the run and still writes every output.
+    Ctrl-C stops the run and still writes every output (with --overwrite, a run stopped before its
+    first frame writes none and keeps the earlier run's).
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     options = RunOptions(
@@ -168,19 +169,25 @@ def run(
     with handle_sigterm():
         report = run_source(source, options)
     click.echo(report.summary())
+    if not report.outputs:
+        click.echo(f"  nothing written: the earlier run's outputs in {options.out_dir} are kept")
     if report.stop_reason == "interrupted":
         raise SystemExit(EXIT_INTERRUPTED)
     if report.stop_reason == "terminated":
         raise SystemExit(EXIT_TERMINATED)
 
 
-def check_json_target(json_path: str | Path | None) -> None:
-    """Refuse a --json file that cannot be written before the benchmark runs, not after it."""
-    if json_path is None or str(json_path) == "-":
+def check_json_target(json_path: str | Path | None, *, stdout: bool = True) -> None:
+    """Refuse a --json file that cannot be written before the benchmark runs, not after it
+    (``stdout``: ``-`` prints the JSON instead of writing a file)."""
+    if json_path is None or (stdout and str(json_path) == "-"):
         return
+    if str(json_path) == "-":
+        raise click.BadParameter("- (the JSON on stdout) is for `ers bench`; name a file", param_hint="--json")
     path = Path(json_path)
     if not str(json_path) or path.is_dir():
-        raise click.BadParameter(f"'{json_path}' is not a file name (- prints the JSON instead)", param_hint="--json")
+        hint = " (- prints the JSON instead)" if stdout else ""
+        raise click.BadParameter(f"'{json_path}' is not a file name{hint}", param_hint="--json")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:  # the nearest folder that exists is where it is created
         folder = folder.parent

@@ -103,7 +103,8 @@ class RunOptions:
     An ``out_dir`` holding an earlier run's outputs is refused unless
     ``overwrite``, which replaces them (and nothing else): they are set aside
     when the source and models are open, deleted once the run writes its
-    first frame, and put back when it fails before that.
+    first frame, and put back when it fails or is stopped before that (the
+    report then names no outputs).
 
     ``overlap`` reads, detects and classifies the next frames on worker
     threads (``pipeline.workers`` of them), each of which then tracks and

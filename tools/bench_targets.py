@@ -161,9 +161,7 @@ def main(clip: str | None, model_dir: Path | None, variant: str, detector_engine
 def _measure_and_report(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, rounds: int,
                         frames: int, warmup: int, fer_python: Path | None, caller_works: bool,
                         json_path: Path | None) -> None:
-    if json_path is not None and str(json_path) == "-":
-        raise ConfigError("--json names the file to write (this tool has no - for stdout)")
-    check_json_target(json_path)
+    check_json_target(json_path, stdout=False)
     if fer_python is not None and not fer_available(fer_python):  # found out now, not after every round
         raise ConfigError(f"the fer package is not importable by {fer_python}; pass a Python that has it")
     source = Path(clip) if clip and Path(clip).is_file() else sample_clip(clip or SAMPLE_CLIP)

@@ -79,7 +79,8 @@ def test_bad_input_is_one_line_before_any_round(tool, tmp_path, monkeypatch):
     for args, says in ((["--clip", "nope.mp4"], "no sample clip nope.mp4"),
                        (["--fer-python", str(tmp_path / "a_file")], "fer package is not importable"),
                        (["--json", str(tmp_path / "a_file" / "x.json")], "is not a writable folder"),
-                       (["--json", "-"], "this tool has no - for stdout")):
+                       (["--json", "-"], "- (the JSON on stdout) is for `ers bench`"),
+                       (["--json", ""], "is not a file name\n")):
         result = CliRunner().invoke(tool.main, args)
         assert result.exit_code != 0 and says in result.output and "Traceback" not in result.output, result.output
     assert ran == []

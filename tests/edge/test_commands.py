@@ -130,3 +130,19 @@ def test_ctrl_c_before_the_frame_loop_exits_130(tmp_path, monkeypatch):
     monkeypatch.setattr(edge.commands, "run_source", interrupted)
     result = CliRunner().invoke(cli, ["run", "clip.mp4", "--no-display", "--out-dir", str(tmp_path / "o")])
     assert result.exit_code == 130 and "Aborted" not in result.output
+
+
+def test_an_overwrite_run_stopped_before_its_first_frame_says_the_earlier_run_is_kept(
+    tmp_path, tiny_model_dir, five_frame_video, monkeypatch
+):
+    args = ["run", str(five_frame_video), "--model-dir", str(tiny_model_dir), "--no-display",
+            "--out-dir", str(tmp_path / "out")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+
+    def interrupted(self, frames, handle, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_module.Pipeline, "deliver", interrupted)
+    result = CliRunner().invoke(cli, [*args, "--overwrite"])
+    assert result.exit_code == 130 and "nothing written: the earlier run's outputs in" in result.output
+    assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "annotated.mp4").is_file()
