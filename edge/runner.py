@@ -380,6 +380,8 @@ def _run_loop(
         outputs.clear()
     else:
         _discard(aside)
+        for name in [name for name, path in outputs.items() if not Path(path).exists()]:
+            del outputs[name]  # the video opens on its first frame: a run stopped before it has none
         outputs["summary"] = str(out_dir / SUMMARY_NAME)
     elapsed_s = time.perf_counter() - start_s
     report = RunReport(

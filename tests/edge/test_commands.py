@@ -146,3 +146,16 @@ def test_an_overwrite_run_stopped_before_its_first_frame_says_the_earlier_run_is
     result = CliRunner().invoke(cli, [*args, "--overwrite"])
     assert result.exit_code == 130 and "nothing written: the earlier run's outputs in" in result.output
     assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "annotated.mp4").is_file()
+
+
+def test_a_run_stopped_before_its_first_frame_names_only_the_outputs_it_wrote(
+    tmp_path, tiny_model_dir, five_frame_video, monkeypatch
+):
+    def interrupted(self, frames, handle, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline_module.Pipeline, "deliver", interrupted)
+    result = CliRunner().invoke(cli, ["run", str(five_frame_video), "--model-dir", str(tiny_model_dir),
+                                      "--no-display", "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 130 and "events:" in result.output and "annotated:" not in result.output
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["outputs"].keys() == {"events", "summary"}
