@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from edge.errors import ConfigError, ErsError, SinkError
 from trainer.callbacks import backup_epoch
@@ -90,12 +90,21 @@ def _flat(cfg: TrainConfig) -> dict[str, Any]:
     return out
 
 
+class RunDirPlan(NamedTuple):
+    """What ``prepare_run_dir`` found the run folder to be for: resuming a run (``trained``: one
+    whose model is saved and only its test evaluation is left), or replacing one (``overwrite``)."""
+
+    resuming: bool = False
+    replacing: bool = False
+    trained: bool = False
+
+
 def prepare_run_dir(
     cfg: TrainConfig, *, resume: bool | None, overwrite: bool, run_dir: Path | None = None
-) -> tuple[bool, bool]:
-    """Check the run folder for a new, resumed or (with ``overwrite``) replaced run: (resuming,
-    replacing). Nothing is deleted here: ``write_run_dir`` clears a replaced run once the new
-    run's data and model have loaded, so a run that cannot start leaves the old one whole.
+) -> RunDirPlan:
+    """Check the run folder for a new, resumed or (with ``overwrite``) replaced run. Nothing is
+    deleted here: ``write_run_dir`` clears a replaced run once the new run's data and model have
+    loaded, so a run that cannot start leaves the old one whole.
 
     ``run_dir`` is the folder to prepare when it is not ``cfg.run_dir`` (a
     multiworker run's non-chief worker writes a temporary folder).
@@ -109,13 +118,13 @@ def prepare_run_dir(
         if status is None:
             raise ConfigError(f"{run_dir} is not a run folder of `ers train` (no {RUN_JSON}); "
                               "refusing to delete it; choose another --run-dir")
-        return False, True
+        return RunDirPlan(replacing=True)
     if status in ("finished", "evaluated"):
         raise ConfigError(f"{run_dir} holds a finished run; pass --overwrite to replace it "
                           "or choose another --run-dir")
     if status == "running" and backup_epoch(run_dir) is None:
         log.info("%s holds a run that stopped before its first epoch ended; starting it again", run_dir)
-        return False, False
+        return RunDirPlan()
     if status in ("running", "trained"):  # trained: saved, and stopped in the test evaluation
         if resume is False:
             raise ConfigError(f"{run_dir} holds an unfinished run; resume it (--resume) or pass --overwrite")
@@ -133,12 +142,12 @@ def prepare_run_dir(
             log.info("%s holds a trained model whose test evaluation did not finish; evaluating it", run_dir)
         else:
             log.info("resuming the unfinished run in %s", run_dir)
-        return True, False
+        return RunDirPlan(resuming=True, trained=status == "trained")
     if has_files:
         raise ConfigError(f"{run_dir} is not empty and is not a run folder; choose another --run-dir")
     if resume:
         raise ConfigError(f"--resume: {run_dir} holds no unfinished run")
-    return False, False
+    return RunDirPlan()
 
 
 def write_run_dir(run_dir: Path, *, replacing: bool) -> None:
@@ -311,7 +320,7 @@ def train(
     task = distribute.cluster_task(cfg.strategy, cfg.logical_devices)  # checks TF_CONFIG
     run_dir = distribute.worker_temp_dir(Path(cfg.run_dir), task)  # where this process writes
     started = time.time()
-    resumed, replacing = prepare_run_dir(cfg, resume=resume, overwrite=overwrite, run_dir=run_dir)
+    resumed, replacing, trained = prepare_run_dir(cfg, resume=resume, overwrite=overwrite, run_dir=run_dir)
     if no_train and resumed:
         raise ConfigError(f"{run_dir} holds an unfinished training run; --no-train evaluates --pretrained into a "
                           "folder of its own: choose another --run-dir")
@@ -336,8 +345,7 @@ def train(
     if strategy.num_replicas_in_sync > 1:
         log.info("%d replicas in sync: global batch %d (data.batch_size %d per replica)",
                  strategy.num_replicas_in_sync, fit_batch_size, cfg.data.batch_size)
-    trained = resumed and run_status(run_dir) == "trained"  # only its evaluation is left to do
-    if trained:
+    if trained:  # only its evaluation is left to do
         model = load_model(run_dir / MODEL_KERAS)
     else:
         with strategy.scope(), precision_policy(cfg.precision):
