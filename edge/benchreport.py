@@ -8,7 +8,6 @@ every setting are recorded with the numbers).
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import SinkError
 from edge.pipeline import usable_cores
 
 
@@ -120,13 +118,9 @@ class BenchReport:
 
     def save(self, path: Path | str) -> Path:
         """Write ``to_dict()`` as JSON to ``path`` (its folder is created)."""
-        path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise SinkError(f"cannot write the benchmark report {path}: {error.strerror or error}") from None
-        return path
+        from edge.sinks import write_json  # OpenCV comes with it: only when a report is saved
+
+        return write_json(path, self.to_dict(), "the benchmark report")
 
     def table(self) -> str:
         """The readable report ``ers bench`` prints."""

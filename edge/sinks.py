@@ -50,6 +50,18 @@ def _make_parent(path: Path) -> None:
         raise SinkError(f"cannot create the output folder {path.parent}: {error}") from None
 
 
+def write_json(path: Path | str, data: object, what: str) -> Path:
+    """``data`` as indented JSON in ``path``, its folder created; a failure is one ``SinkError``
+    naming ``what`` (a benchmark's report, bench_targets' figures)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise SinkError(f"cannot write {what} {path}: {error.strerror or error}") from None
+    return path
+
+
 def _cut_after_last_line(path: Path) -> None:
     """Truncate ``path`` after its last newline: a line the disk had no room for is not left half
     written (truncating needs no room). Lines are far shorter than the 1 MiB looked at."""

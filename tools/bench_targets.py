@@ -20,7 +20,6 @@ prints the median with the range beside each target:
 
 from __future__ import annotations
 
-import json
 import statistics
 import warnings
 from collections.abc import Callable
@@ -34,7 +33,8 @@ from edge.bench import BenchOptions, benchmark, fer_available
 from edge.benchclips import SAMPLE_CLIP, sample_clip
 from edge.benchreport import BenchReport, machine_info
 from edge.commands import check_json_target, engine_option
-from edge.errors import ConfigError, ErsError, SinkError
+from edge.errors import ConfigError, ErsError
+from edge.sinks import write_json
 
 
 @dataclass(frozen=True)
@@ -177,14 +177,9 @@ def _measure_and_report(clip: str | None, model_dir: Path | None, variant: str, 
                f"{machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
     click.echo(table(rows, fer))
     if json_path is not None:
-        try:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps({"clip": str(source), "variant": variant,
-                                             "detector_engine": detector_engine, "caller_works": caller_works,
-                                             "rounds": rounds, "frames": frames, "machine": machine,
-                                             "targets": rows, "fer": fer}, indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise SinkError(f"cannot write {json_path}: {error.strerror or error}") from None
+        write_json(json_path, {"clip": str(source), "variant": variant, "detector_engine": detector_engine,
+                               "caller_works": caller_works, "rounds": rounds, "frames": frames, "machine": machine,
+                               "targets": rows, "fer": fer}, "the figures")
         click.echo(f"JSON: {json_path}")
 
 
