@@ -64,28 +64,33 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> lis
     """Clusters of ``boxes`` (N, 4 xyxy) overlapping the best remaining one by IoU above ``threshold``.
 
     Each cluster gives its score-weighted mean box and its best score, best
-    cluster first, as mediapipe's WEIGHTED suppression does.
+    cluster first, as mediapipe's WEIGHTED suppression does. The overlaps of
+    every pair are computed once, up front: each cluster then costs a few
+    array operations instead of a pass over the boxes left, which added up
+    with several faces in a frame (each keeps several boxes).
     """
+    if len(scores) == 0:
+        return []
     order = np.argsort(-scores, kind="stable")
     boxes, scores = boxes[order], scores[order]
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    inter = (np.minimum.outer(x2, x2) - np.maximum.outer(x1, x1)).clip(0) * (
+        np.minimum.outer(y2, y2) - np.maximum.outer(y1, y1)
+    ).clip(0)
+    union = np.add.outer(areas, areas) - inter
+    overlaps = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0) > threshold
     merged = []
-    remaining = np.arange(len(scores))
-    while remaining.size:
-        top = boxes[remaining[0]]
-        rest = boxes[remaining]
-        width = np.minimum(rest[:, 2], top[2]) - np.maximum(rest[:, 0], top[0])
-        height = np.minimum(rest[:, 3], top[3]) - np.maximum(rest[:, 1], top[1])
-        inter = np.clip(width, 0, None) * np.clip(height, 0, None)
-        union = areas[remaining] + areas[remaining[0]] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        cluster = iou > threshold
-        cluster[0] = True  # the best box belongs to its own cluster, even a degenerate one
-        weights = scores[remaining[cluster]]
-        box = (rest[cluster] * weights[:, None]).sum(axis=0) / weights.sum()
-        merged.append((box, float(scores[remaining[0]])))
-        remaining = remaining[~cluster]
-    return merged
+    remaining = np.ones(len(scores), bool)
+    while True:
+        top = int(remaining.argmax())
+        if not remaining[top]:
+            return merged
+        cluster = remaining & overlaps[top]
+        cluster[top] = True  # the best box belongs to its own cluster, even a degenerate one
+        weights = scores[cluster]
+        merged.append(((boxes[cluster] * weights[:, None]).sum(axis=0) / weights.sum(), float(scores[top])))
+        remaining &= ~cluster
 
 
 class BlazeFace:

@@ -53,6 +53,50 @@ def test_weighted_nms_merges_each_cluster_into_its_score_weighted_box():
     assert len(degenerate) == 1
 
 
+def _one_pass_per_cluster(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list:
+    """The suppression written the plain way: each cluster compares the best box left with the rest."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores = boxes[order], scores[order]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    merged, remaining = [], np.arange(len(scores))
+    while remaining.size:
+        top, rest = boxes[remaining[0]], boxes[remaining]
+        width = np.minimum(rest[:, 2], top[2]) - np.maximum(rest[:, 0], top[0])
+        height = np.minimum(rest[:, 3], top[3]) - np.maximum(rest[:, 1], top[1])
+        inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+        union = areas[remaining] + areas[remaining[0]] - inter
+        cluster = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0) > threshold
+        cluster[0] = True
+        weights = scores[remaining[cluster]]
+        merged.append(((rest[cluster] * weights[:, None]).sum(axis=0) / weights.sum(), float(scores[remaining[0]])))
+        remaining = remaining[~cluster]
+    return merged
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in divide")  # clusters whose scores are all 0
+def test_weighted_nms_gives_the_plain_suppressions_results_to_the_bit():
+    rng = np.random.default_rng(7)
+    assert weighted_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.3) == []
+    for trial in range(2000):
+        count = int(rng.integers(1, 30))
+        centres = rng.random((count, 2)).astype(np.float32)
+        sizes = (rng.random((count, 2)) * 0.3).astype(np.float32)
+        if trial % 4 == 0:  # duplicate boxes and tied scores
+            centres, sizes = np.round(centres * 4) / 4, np.round(sizes * 8) / 8
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1).astype(np.float32)
+        if trial % 7 == 0:
+            boxes[:2] = 0.0  # degenerate boxes
+        scores = rng.random(count).astype(np.float32)
+        if trial % 3 == 0:
+            scores = np.round(scores * 4) / 4
+        threshold = float(rng.choice([0.0, 0.1, 0.3, 0.5, 1.0]))
+        expected = _one_pass_per_cluster(boxes, scores, threshold)
+        merged = weighted_nms(boxes, scores, threshold)
+        assert [score for _, score in merged] == [score for _, score in expected]
+        for (box, _), (expected_box, _) in zip(merged, expected):
+            np.testing.assert_array_equal(box, expected_box)
+
+
 def test_a_model_without_blazeface_outputs_is_refused(tiny_model_dir):
     model = next(tiny_model_dir.glob("*.tflite")).read_bytes()
     with pytest.raises(ManifestError, match="not a BlazeFace model"):
