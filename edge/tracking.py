@@ -83,7 +83,7 @@ class FaceTracker:
 
     def update(self, boxes_xyxy: Sequence[BoxXyxy]) -> list[int]:
         """Track ids for this frame's boxes, in the same order; new faces get new ids."""
-        boxes = [tuple(float(value) for value in box) for box in boxes_xyxy]
+        boxes = [tuple(map(float, box)) for box in boxes_xyxy]
         count = len(boxes)
         assigned = [0] * count
         matched_tracks: set[int] = set()
@@ -94,6 +94,9 @@ class FaceTracker:
             pairs = []
             for track, track_box in enumerate(self._boxes):
                 for box, face_box in enumerate(boxes):
+                    if (face_box[0] >= track_box[2] or track_box[0] >= face_box[2]
+                            or face_box[1] >= track_box[3] or track_box[1] >= face_box[3]):
+                        continue  # apart: no overlap, under any threshold (> 0); most pairs with several faces
                     overlap = _iou(track_box, face_box)
                     if overlap >= threshold:
                         pairs.append((overlap, track * count + box))

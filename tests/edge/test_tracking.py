@@ -72,6 +72,34 @@ def test_tracker_matches_each_track_at_most_once():
     assert ids[0] == 1  # the better match keeps the identity
 
 
+def test_tracker_matches_crowds_as_greedy_matching_on_the_iou_matrix_does():
+    """Many faces, some overlapping, moving at random: the same ids as the plain greedy matcher."""
+    rng = np.random.default_rng(3)
+    for threshold in (0.05, 0.3, 0.7):
+        tracker = FaceTracker(TrackingOptions(iou_threshold=threshold, max_missed=0))
+        track_ids: list[int] = []
+        track_boxes = np.zeros((0, 4))
+        next_id = 1
+        for _ in range(200):
+            count = int(rng.integers(0, 9))
+            corners = rng.integers(0, 120, (count, 2))
+            boxes = np.concatenate([corners, corners + rng.integers(1, 40, (count, 2))], axis=1)
+            overlaps = iou_matrix(track_boxes, boxes)
+            pairs = sorted(((overlaps[t, b], t * count + b) for t in range(len(track_ids)) for b in range(count)
+                            if overlaps[t, b] >= threshold), reverse=True)
+            expected, taken = [0] * count, set()
+            for _, flat in pairs:
+                track, box = divmod(flat, count)
+                if track not in taken and not expected[box]:
+                    taken.add(track)
+                    expected[box] = track_ids[track]
+            for box in range(count):
+                if not expected[box]:
+                    expected[box], next_id = next_id, next_id + 1
+            assert tracker.update([tuple(int(v) for v in box) for box in boxes]) == expected
+            track_ids, track_boxes = expected, boxes
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
