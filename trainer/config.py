@@ -63,6 +63,7 @@ MONITORS = ("val_accuracy", "val_loss")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # see trainer.precision
 CALIBRATION_IMAGES = ("augmented", "plain")  # see OptimConfig.ema_calibration_images
 INPUT_FITS = ("resize", "crop")  # see ModelConfig.input_fit
+FIRST_BLOCK_DOWNSAMPLES = ("pool", "stride")  # see ModelConfig.first_block_downsample
 
 SEED_ALIASES: dict[str, str] = {
     "NoOfClasses": "data.num_classes",
@@ -212,6 +213,10 @@ class ModelConfig:
     # vgg: how the first layer brings the image to model.input_size: "resize" it (the whole crop,
     # fewer pixels per face) or "crop" its centre (the same pixels per face, less border).
     input_fit: str = "resize"
+    # vgg: how the first block halves the resolution: "pool" (a max-pool after its convolutions) or
+    # "stride" (its last convolution strides by 2, no pool): that convolution then has a quarter of
+    # the output pixels, which is what its int8 time follows on AMX (docs/model.md).
+    first_block_downsample: str = "pool"
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name must not be empty")
@@ -227,6 +232,9 @@ class ModelConfig:
                f"model.input_size must be a whole number >= 0 (0: data.image_size); got {self.input_size!r}")
         _check(self.input_fit in INPUT_FITS, f"model.input_fit must be one of {', '.join(INPUT_FITS)}; "
                                              f"got {self.input_fit!r}")
+        _check(self.first_block_downsample in FIRST_BLOCK_DOWNSAMPLES,
+               f"model.first_block_downsample must be one of {', '.join(FIRST_BLOCK_DOWNSAMPLES)}; "
+               f"got {self.first_block_downsample!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

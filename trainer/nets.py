@@ -6,7 +6,8 @@ conv-BN-ReLU layers, max-pool, dropout) whose widths double from
 and the softmax; ``model.first_block_convs`` sets the first block's depth and
 ``model.conv_ranks`` splits convolutions into cheaper pairs (``trainer.lowrank``);
 ``model.input_size`` has it work at a lower resolution than its input, or on its
-centre (``model.input_fit``). At
+centre (``model.input_fit``); ``model.first_block_downsample: stride`` replaces the
+first block's pool with a stride in its last convolution. At
 48x48 grayscale with 32 base filters and 128 dense units it has about 1.5 M
 parameters (int8: about 1.5 MB) and costs about 0.12 GMAC per face, which
 fits the edge budget while keeping the capacity FER+ needs.
@@ -24,12 +25,12 @@ from trainer.lowrank import parse_conv_ranks
 VGG_BLOCKS = 4
 
 
-def _conv_bn_relu(x, filters: int, kernel_size: int, reg, name: str, rank: int | None = None):
+def _conv_bn_relu(x, filters: int, kernel_size: int, reg, name: str, rank: int | None = None, strides: int = 1):
     if rank is None:
-        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
+        x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                           kernel_regularizer=reg, name=f"{name}_conv")(x)
     else:
-        x = layers.Conv2D(rank, kernel_size, padding="same", use_bias=False,
+        x = layers.Conv2D(rank, kernel_size, strides=strides, padding="same", use_bias=False,
                           kernel_regularizer=reg, name=f"{name}_conv_reduce")(x)
         x = layers.Conv2D(filters, 1, use_bias=False, kernel_regularizer=reg, name=f"{name}_conv_expand")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -76,10 +77,13 @@ def build_vgg(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int],
     else:
         x = layers.Resizing(size, size, name="resize")(inputs)
     x = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    strided = m.first_block_downsample == "stride"
     for block, block_convs in enumerate(blocks):
-        for name, filters in block_convs:
-            x = _conv_bn_relu(x, filters, m.kernel_size, reg, name, ranks.get(name))
-        x = layers.MaxPool2D(2, padding="same", name=f"block{block + 1}_pool")(x)
+        for layer, (name, filters) in enumerate(block_convs):
+            stride = 2 if strided and block == 0 and layer == len(block_convs) - 1 else 1
+            x = _conv_bn_relu(x, filters, m.kernel_size, reg, name, ranks.get(name), stride)
+        if not (strided and block == 0):
+            x = layers.MaxPool2D(2, padding="same", name=f"block{block + 1}_pool")(x)
         rate = m.dropout_rate * (0.25 + 0.25 * block / (VGG_BLOCKS - 1))
         x = layers.Dropout(rate, name=f"block{block + 1}_drop")(x)
     x = layers.Flatten(name="flatten")(x)

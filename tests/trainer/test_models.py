@@ -135,6 +135,36 @@ def test_vgg_crop_larger_than_the_image_is_refused_naming_both_keys():
         build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
 
 
+def test_vgg_strided_first_block_drops_its_pool_and_takes_the_pooled_networks_weights():
+    from trainer.lowrank import multiply_adds
+
+    cfg = TrainConfig.from_dict({"model": {"name": "vgg", "num_filters": 4, "dense1_units": 8},
+                                 "data": {"image_size": 48, "color_mode": "grayscale"}})
+    pooled = build_model(cfg, cfg.data.input_shape, cfg.data.num_classes)
+    strided = build_model(cfg.replace({"model.first_block_downsample": "stride"}), cfg.data.input_shape,
+                          cfg.data.num_classes)
+    names = [layer.name for layer in strided.layers]
+    assert "block1_pool" not in names and "block2_pool" in names
+    assert strided.get_layer("block1_1_conv").strides == (1, 1)
+    assert strided.get_layer("block1_2_conv").output.shape[1:3] == (24, 24)
+    assert strided.get_layer("block4_pool").output.shape[1:3] == (3, 3)
+    assert [w.shape for w in strided.weights] == [w.shape for w in pooled.weights]
+    # block1_2 (3x3, 4 to 4 filters) computes a quarter of its 48x48 outputs; nothing else changes
+    assert multiply_adds(pooled) - multiply_adds(strided) == 3 * 24 * 24 * 9 * 4 * 4
+    strided.set_weights(pooled.get_weights())
+    image = np.random.default_rng(0).uniform(0, 255, (1, 48, 48, 1)).astype(np.float32)
+    assert strided.predict(image, verbose=0).shape == (1, 8)
+    split = build_model(cfg.replace({"model.first_block_downsample": "stride", "model.conv_ranks": ("block1_2:2",)}),
+                        cfg.data.input_shape, cfg.data.num_classes)
+    assert split.get_layer("block1_2_conv_reduce").strides == (2, 2)  # the split pair's 3x3 half strides
+    assert split.get_layer("block1_2_conv_expand").output.shape[1:3] == (24, 24)
+
+
+def test_unknown_first_block_downsample_is_refused():
+    with pytest.raises(ConfigError, match="model.first_block_downsample must be one of pool, stride; got 'avg'"):
+        resolve_config(None, ["model.first_block_downsample=avg"])
+
+
 def test_unknown_input_fit_is_refused():
     with pytest.raises(ConfigError, match="model.input_fit must be one of resize, crop; got 'pad'"):
         resolve_config(None, ["model.input_fit=pad"])
@@ -156,6 +186,7 @@ def test_vgg_input_size_below_four_poolings_is_refused_naming_the_key():
     ("lenet", "model.first_block_convs=1"),
     ("vit", "model.conv_ranks=block2_1:16"),
     ("vit", "model.input_fit=crop"),
+    ("lenet", "model.first_block_downsample=stride"),
 ])
 def test_vgg_only_options_are_refused_by_other_models_naming_the_key(name, override):
     cfg = resolve_config(None, [f"model.name={name}", "data.image_size=48", override])
