@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.errors import ConfigError, DataError, SinkError
-from trainer.config import TrainConfig
+from trainer.config import ModelConfig, TrainConfig
 from trainer.data import load_split
 from trainer.portable import DistillOptions, load_pack, pack, train_distilled
 from trainer.portable.augment import augment_layer, reflect
@@ -203,6 +203,21 @@ def test_teacher_config_applies_the_overrides_to_the_students_recipe(ferplus_roo
     assert DistillOptions().teacher_config(split).model.conv_ranks == ()
     assert DistillOptions(teacher_overrides=("model.conv_ranks=block3_1:96",)).teacher_config(split) \
         .model.conv_ranks == ("block3_1:96",)
+
+
+def test_teacher_is_the_full_network_whatever_makes_its_student_cheaper(ferplus_root):
+    cheap = _config(ferplus_root).replace({
+        "model.conv_ranks": "block3_1:48", "model.first_block_convs": 1, "model.first_block_downsample": "stride",
+        "model.input_size": 40, "model.input_fit": "crop"})
+    teacher = DistillOptions().teacher_config(cheap).model
+    full = ModelConfig()
+    assert (teacher.conv_ranks, teacher.first_block_convs, teacher.first_block_downsample, teacher.input_size,
+            teacher.input_fit) == (full.conv_ranks, full.first_block_convs, full.first_block_downsample,
+                                   full.input_size, full.input_fit)
+    assert (teacher.num_filters, teacher.dense1_units) == (64, 256)
+    strided = DistillOptions(teacher_overrides=("model.first_block_downsample=stride",)).teacher_config(cheap)
+    assert strided.model.first_block_downsample == "stride"  # the teacher's own overrides still win
+    assert strided.model.input_size == 0
 
 
 def test_pack_command_writes_the_file(tmp_path, ferplus_root):
