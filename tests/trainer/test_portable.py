@@ -50,6 +50,19 @@ def test_pack_round_trips_the_splits_losslessly(tmp_path, ferplus_root):
     assert data["data_dir"] == str(ferplus_root)
 
 
+def test_pack_at_another_size_than_the_files_holds_what_the_pipeline_feeds(tmp_path, ferplus_root):
+    from trainer.data import load_image_arrays
+
+    cfg = _config(ferplus_root).replace({"data.image_size": 8})  # the fixture's files are 16x16
+    data = load_pack(pack(cfg, tmp_path / "packed.npz"))
+    assert data["image_size"] == 8
+    assert data["train_images"].shape[1:] == data["val_images"].shape[1:] == (8, 8, 1)
+    assert len(data["train_images"]) == len(load_split(cfg.data, "train", training_labels=True))
+    expected, labels = load_image_arrays(cfg.data, "val")
+    np.testing.assert_array_equal(data["val_images"], expected.astype(np.float32))
+    np.testing.assert_array_equal(data["val_labels"], labels)
+
+
 def test_pack_keeps_a_subset_of_validation_images_when_asked(tmp_path, ferplus_root):
     data = load_pack(pack(_config(ferplus_root), tmp_path / "packed.npz", val_limit=2))
     assert len(data["val_images"]) == len(data["val_labels"]) == 2

@@ -52,6 +52,21 @@ def _decode_mosaic(buffer: np.ndarray, count: int, size: int) -> np.ndarray:
     return tiles[:count, :, :, None]
 
 
+def _at_size(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 ``images`` (N, H, W, 1) at ``size`` x ``size``: resized as the training pipeline resizes
+    them (``trainer.data``: bilinear), then rounded, as ``trainer.data.load_image_arrays`` gives them."""
+    if images.shape[1:3] == (size, size):
+        return images
+    import tensorflow as tf
+
+    parts = np.array_split(images, max(1, -(-len(images) // 4096)))  # a few MB of floats at a time
+    return np.concatenate([
+        np.clip(np.round(tf.image.resize(tf.cast(part, tf.float32), (size, size), method="bilinear").numpy()),
+                0, 255).astype(np.uint8)
+        for part in parts
+    ])
+
+
 def pack(cfg: TrainConfig, out_path: Path, val_limit: int | None = None) -> Path:
     """Write the training and validation splits of ``cfg.data`` to ``out_path`` (``.npz``).
 
@@ -78,13 +93,15 @@ def pack(cfg: TrainConfig, out_path: Path, val_limit: int | None = None) -> Path
         raise SinkError(f"cannot write {out_path}: {error.strerror or error}") from None
     train = load_split(cfg.data, "train", training_labels=True)
     val = load_split(cfg.data, "val")
+    size = cfg.data.image_size  # the files' own size may differ (48 for FER+): stored at the recipe's
     if val_limit is not None and val_limit < len(val):
         val = val.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(val))[:val_limit]))
     try:
         np.savez_compressed(
             out_path,
-            train_images=_encode_mosaic(train.images), train_count=len(train), train_labels=train.labels,
-            val_images=_encode_mosaic(val.images), val_count=len(val), val_labels=val.majority,
+            train_images=_encode_mosaic(_at_size(train.images, size)), train_count=len(train),
+            train_labels=train.labels,
+            val_images=_encode_mosaic(_at_size(val.images, size)), val_count=len(val), val_labels=val.majority,
             image_size=cfg.data.image_size, class_names=np.asarray(cfg.data.class_names),
             data_dir=str(cfg.data.data_dir),
         )
