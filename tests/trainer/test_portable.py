@@ -15,7 +15,7 @@ from trainer.data import load_split
 from trainer.portable import DistillOptions, load_pack, pack, train_distilled
 from trainer.portable.augment import augment_layer, reflect
 from trainer.portable.cli import main
-from trainer.portable.distill import build_trainee
+from trainer.portable.distill import budget_schedule, build_trainee
 
 OFF = dict(rotation=0.0, flip=False, contrast=0.0, brightness=0.0, translation=0.0, zoom=0.0, noise_std=0.0,
            jitter_brightness=0.0, jitter_contrast=0.0)
@@ -185,6 +185,65 @@ def test_distill_writes_a_student_that_ers_reads(tmp_path, ferplus_root):
     assert "teacher_history" not in again and again["teacher_weights"] == str(out / "teacher.weights.npz")
     assert len(again["student_history"]["loss"]) == 1  # the time budget stops after the first epoch
     assert again["student_history"]["learning_rate"][0] == pytest.approx(cfg.optim.learning_rate / 2)
+
+
+def test_time_budget_does_not_take_the_compiling_first_epoch_for_the_next(monkeypatch):
+    """60 s to compile and run the first epoch, 1 s for each after: a 100 s budget runs 41 epochs."""
+    from types import SimpleNamespace
+
+    import trainer.portable.distill as distill
+
+    clock = [0.0]
+    monkeypatch.setattr(distill.time, "time", lambda: clock[0])
+    schedule = budget_schedule(TrainConfig().optim, epochs=1000, max_seconds=100.0)
+    schedule.set_model(SimpleNamespace(optimizer=SimpleNamespace(learning_rate=0.0), stop_training=False))
+    schedule.on_train_begin()
+    epochs = 0
+    while not schedule.model.stop_training:
+        schedule.on_epoch_begin(epochs)
+        clock[0] += 60.0 if epochs == 0 else 1.0
+        schedule.on_epoch_end(epochs, {})
+        epochs += 1
+    assert epochs == 41 and clock[0] == 100.0  # stopped when the next epoch would pass 100 s
+    spent = budget_schedule(TrainConfig().optim, epochs=1000, max_seconds=30.0)
+    spent.set_model(SimpleNamespace(optimizer=SimpleNamespace(learning_rate=0.0), stop_training=False))
+    spent.on_train_begin()
+    spent.on_epoch_begin(0)
+    clock[0] += 60.0
+    spent.on_epoch_end(0, {})
+    assert spent.model.stop_training  # a budget already spent stops after the first epoch
+
+
+def test_distill_checks_the_student_and_the_teacher_weights_before_training(tmp_path, ferplus_root):
+    cfg = _config(ferplus_root)
+    packed = pack(cfg, tmp_path / "packed.npz")
+    bad = cfg.replace({"model.conv_ranks": "block2_1:64"})
+    with pytest.raises(ConfigError, match="block2_1:64 must be below"):
+        train_distilled(bad, packed, tmp_path / "bad", DistillOptions(teacher_epochs=50, epochs=1))
+    assert not (tmp_path / "bad").exists()  # refused before the teacher trained or the folder was made
+    other = tmp_path / "other.weights.npz"
+    np.savez(other, np.zeros((3, 3, 1, 5), np.float16))
+    for weights, message in ((other, "weights of another network .*--teacher-set"),
+                             (packed, "not a teacher.weights.npz")):
+        with pytest.raises(DataError, match=f"{weights.name}: {message}"):
+            train_distilled(cfg, packed, tmp_path / "run", DistillOptions(teacher_weights=weights, epochs=1))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_pack_is_named_in_one_line(tmp_path, ferplus_root):
+    good = pack(_config(ferplus_root), tmp_path / "packed.npz").read_bytes()
+    cases = {
+        "truncated.npz": good[: len(good) // 2],
+        "empty.npz": b"",
+        "flipped.npz": good[:200] + bytes([good[200] ^ 0xFF]) + good[201:],
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    for name in (*cases, "array.npz"):
+        with pytest.raises(DataError, match=f"{name}: .*(not a packed dataset|damaged)"):
+            load_pack(tmp_path / name)
 
 
 def test_distill_refuses_a_pack_of_other_classes(tmp_path, ferplus_root):

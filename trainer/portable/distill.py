@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,10 @@ def budget_schedule(optim, epochs: int, max_seconds: float | None):
     A lease on an accelerator ends at a fixed time, and a run stopped halfway
     down its cosine is a poor model: here the decay follows the larger of the
     epochs done and the time spent, and training stops when the next epoch
-    would overrun, so the learning rate reaches its floor either way.
+    would overrun, so the learning rate reaches its floor either way. The
+    next epoch is taken to last as long as the last one, but the first: that
+    one compiles the step (about a minute on a GPU, against under a second
+    for an epoch after it), so after it only a budget already spent stops.
     """
     import keras
 
@@ -157,7 +161,8 @@ def budget_schedule(optim, epochs: int, max_seconds: float | None):
             self.model.optimizer.learning_rate = warmup_cosine_rate(optim, epoch, decayed)
 
         def on_epoch_end(self, epoch, logs=None):
-            self.epoch_seconds = time.time() - self.epoch_started
+            if epoch > 0:  # the first epoch's time is mostly compiling
+                self.epoch_seconds = time.time() - self.epoch_started
             if logs is not None:
                 logs["learning_rate"] = float(self.model.optimizer.learning_rate)
             if max_seconds and time.time() - self.started + self.epoch_seconds > max_seconds:
@@ -207,8 +212,18 @@ def save_weights_npz(model, path: Path) -> None:
 
 
 def load_weights_npz(model, path: Path) -> None:
-    with np.load(path) as data:
-        model.set_weights([data[f"arr_{i}"].astype(np.float32) for i in range(len(data.files))])
+    """Weights written by ``save_weights_npz`` into ``model``; a file of another network is refused."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            weights = [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, TypeError) as error:
+        raise DataError(f"{path}: not a teacher.weights.npz of `distill` ({error})") from None
+    expected = [tuple(w.shape) for w in model.weights]
+    if [w.shape for w in weights] != expected:
+        first = weights[0].shape if weights else ()
+        raise DataError(f"{path}: weights of another network ({len(weights)} arrays, the first {first}) than the "
+                        f"teacher's ({len(expected)}, the first {expected[0]}); give the --teacher-set it was trained with")
+    model.set_weights([w.astype(np.float32) for w in weights])
 
 
 def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
@@ -230,9 +245,9 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
         raise DataError(f"{pack_path}: packed for classes {data['class_names']} at {data['image_size']} px; "
                         f"the config wants {cfg.data.class_names} at {cfg.data.image_size} px")
     teacher_cfg = options.teacher_config(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
     shape = cfg.data.input_shape
+    build_vgg(cfg, shape, cfg.data.num_classes)  # a bad student option fails now, not after the teacher has trained
+    keras.utils.set_random_seed(cfg.seed)  # after that check, so the runs draw what they drew before it
     summary: dict[str, Any] = {"backend": keras.backend.backend(),
                                **{k: v for k, v in dataclasses.asdict(options).items() if not isinstance(v, Path)}}
     with precision_policy(cfg.precision):
@@ -241,7 +256,8 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
         if options.teacher_weights is not None:
             load_weights_npz(teacher, options.teacher_weights)
             summary["teacher_weights"] = str(options.teacher_weights)
-        else:
+        out_dir.mkdir(parents=True, exist_ok=True)  # once nothing given can fail any more
+        if options.teacher_weights is None:
             started = time.time()
             summary["teacher_history"] = fit_network(
                 teacher_cfg, data, teacher, epochs=options.teacher_epochs, history_csv=out_dir / "teacher_history.csv",

@@ -7,6 +7,7 @@ Images are tiled into one lossless WebP per split (FER+ Train: 45.6 MB against
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -121,22 +122,35 @@ def load_pack(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such packed dataset (make one with `python -m trainer.portable pack`)")
+    damaged = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # what numpy and zipfile raise on broken bytes
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: not a packed dataset ({error})") from None
+    except damaged as error:
+        raise DataError(f"{path}: not a packed dataset ({error or type(error).__name__})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: not a packed dataset (one array, not an .npz archive)")
     with data:
         missing = [key for key in PACK_KEYS if key not in data.files]
         if missing:
             raise DataError(f"{path}: not a packed dataset of this version (missing {', '.join(missing)}); "
                             "pack it again with `python -m trainer.portable pack`")
-        size = int(data["image_size"])
-        return {
-            "train_images": _decode_mosaic(data["train_images"], int(data["train_count"]), size).astype(np.float32),
-            "train_labels": data["train_labels"].astype(np.float32),
-            "val_images": _decode_mosaic(data["val_images"], int(data["val_count"]), size).astype(np.float32),
-            "val_labels": data["val_labels"].astype(np.int64),
-            "class_names": tuple(str(name) for name in data["class_names"]),
-            "image_size": size,
-            "data_dir": str(data["data_dir"]),
-        }
+        try:
+            size = int(data["image_size"])
+            loaded = {
+                "train_images": _decode_mosaic(data["train_images"], int(data["train_count"]), size).astype(np.float32),
+                "train_labels": data["train_labels"].astype(np.float32),
+                "val_images": _decode_mosaic(data["val_images"], int(data["val_count"]), size).astype(np.float32),
+                "val_labels": data["val_labels"].astype(np.int64),
+                "class_names": tuple(str(name) for name in data["class_names"]),
+                "image_size": size,
+                "data_dir": str(data["data_dir"]),
+            }
+        except damaged as error:
+            raise DataError(f"{path}: a damaged packed dataset ({error or type(error).__name__}); pack it again") from None
+        except DataError as error:
+            raise DataError(f"{path}: {error}") from None
+    for split in ("train", "val"):
+        if len(loaded[f"{split}_images"]) != len(loaded[f"{split}_labels"]):
+            raise DataError(f"{path}: {len(loaded[f'{split}_images'])} {split} images for "
+                            f"{len(loaded[f'{split}_labels'])} labels; pack it again")
+    return loaded
