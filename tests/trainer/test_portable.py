@@ -260,6 +260,7 @@ def test_distill_refuses_a_pack_of_other_classes(tmp_path, ferplus_root):
     ("temperature", 0.0, "temperature must be > 0"),
     ("max_seconds", -1.0, "max_seconds must be > 0"),
     ("teacher_weights", Path("nowhere.npz"), "nowhere.npz is not a file"),
+    ("teacher_overrides", ("model.num_filters",), r"\(--teacher-set\) expects key=value; got 'model.num_filters'"),
 ])
 def test_distill_options_name_the_bad_value(field, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -292,14 +293,16 @@ def test_teacher_is_the_full_network_whatever_makes_its_student_cheaper(ferplus_
     assert strided.model.input_size == 0
 
 
-def test_pack_command_writes_the_file(tmp_path, ferplus_root):
+def test_pack_command_writes_the_file_and_its_next_command_keeps_the_overrides(tmp_path, ferplus_root, capsys):
     config = tmp_path / "recipe.yaml"
     _config(ferplus_root).save(config)
     with pytest.raises(SystemExit) as exit_info:
-        main(["pack", "--config", str(config), "--data-dir", str(ferplus_root),
+        main(["pack", "--config", str(config), "--data-dir", str(ferplus_root), "--set", "data.image_size=8",
               "--out", str(tmp_path / "packed.npz"), "--val-limit", "3"])
     assert exit_info.value.code == 0
     assert len(load_pack(tmp_path / "packed.npz")["val_labels"]) == 3
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert hint.startswith("next: ") and " --set data.image_size=8 --pack " in hint  # a pack at 8 px needs it
 
 
 def test_commands_report_bad_input_in_one_line(tmp_path, ferplus_root, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -29,8 +30,10 @@ def pack(config_path: Path, sets: tuple[str, ...], data_dir: Path, out: Path, va
 
     setup_logging()
     path = pack_splits(build_config(config_path, sets, {"data.data_dir": data_dir}), out, val_limit)
+    overrides = "".join(f" --set {shlex.quote(item)}" for item in sets)  # the pack is for this recipe, as set
     click.echo(f"packed: {path}\nnext: KERAS_BACKEND=jax python -m trainer.portable distill "
-               f"--config {config_path} --pack {path} --out-dir runs/NAME")
+               f"--config {shlex.quote(str(config_path))}{overrides} --pack {shlex.quote(str(path))} "
+               "--out-dir runs/NAME")
 
 
 @click.command("distill")

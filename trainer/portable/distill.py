@@ -59,6 +59,9 @@ class DistillOptions:
                 raise ConfigError(f"{name} must be > 0 when given; got {value}")
         if self.teacher_weights is not None and not Path(self.teacher_weights).is_file():
             raise ConfigError(f"teacher_weights: {self.teacher_weights} is not a file")
+        for item in self.teacher_overrides:
+            if "=" not in item:
+                raise ConfigError(f"teacher_overrides (--teacher-set) expects key=value; got {item!r}")
 
     def teacher_config(self, cfg: TrainConfig) -> TrainConfig:
         """The student's recipe with ``teacher_overrides`` applied.
