@@ -225,7 +225,8 @@ def load_weights_npz(model, path: Path) -> None:
     if [w.shape for w in weights] != expected:
         first = weights[0].shape if weights else ()
         raise DataError(f"{path}: weights of another network ({len(weights)} arrays, the first {first}) than the "
-                        f"teacher's ({len(expected)}, the first {expected[0]}); give the --teacher-set it was trained with")
+                        f"teacher's ({len(expected)}, the first {expected[0]}); give the --teacher-set it was "
+                        "trained with")
     model.set_weights([w.astype(np.float32) for w in weights])
 
 

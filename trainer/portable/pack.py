@@ -146,7 +146,8 @@ def load_pack(path: Path) -> dict[str, Any]:
                 "data_dir": str(data["data_dir"]),
             }
         except damaged as error:
-            raise DataError(f"{path}: a damaged packed dataset ({error or type(error).__name__}); pack it again") from None
+            reason = error or type(error).__name__
+            raise DataError(f"{path}: a damaged packed dataset ({reason}); pack it again") from None
         except DataError as error:
             raise DataError(f"{path}: {error}") from None
     for split in ("train", "val"):
