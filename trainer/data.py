@@ -312,14 +312,20 @@ def load_image_arrays(data: DataConfig, split: str, limit: int | None = None,
     Pixels are exactly what the evaluation pipeline feeds the model (rounded to
     uint8). ``limit`` keeps a seeded random subset of that many images.
     """
-    import tensorflow as tf
-
     loaded = load_split(data, split, training_labels=False)
     if limit is not None and limit < len(loaded):
         indices = np.sort(np.random.default_rng(seed).permutation(len(loaded))[:limit])
         loaded = loaded.subset(indices)
-    if loaded.directory is not None:  # keep the paths order the labels use
-        loaded = replace(loaded, directory=None)
-    ds = _base_dataset(loaded, replace(data, batch_size=256), None)
+    return pipeline_pixels(loaded, data), loaded.majority
+
+
+def pipeline_pixels(split: SplitData, data: DataConfig) -> np.ndarray:
+    """uint8 images (N, image_size, image_size, channels) of ``split``, in its order: what the
+    evaluation pipeline feeds the model (decoded and resized there), rounded."""
+    import tensorflow as tf
+
+    if split.directory is not None:  # keep the paths order the labels use
+        split = replace(split, directory=None)
+    ds = _base_dataset(split, replace(data, batch_size=256), None)
     images = [tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8).numpy() for x, _ in ds]
-    return np.concatenate(images, axis=0), loaded.majority
+    return np.concatenate(images, axis=0)

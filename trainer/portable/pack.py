@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import ConfigError, DataError, SinkError
-from trainer.config import TrainConfig
+from trainer.config import DataConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from trainer.data import SplitData
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +56,13 @@ def _decode_mosaic(buffer: np.ndarray, count: int, size: int) -> np.ndarray:
     return tiles[:count, :, :, None]
 
 
-def _at_size(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 ``images`` (N, H, W, 1) at ``size`` x ``size``: resized as the training pipeline resizes
-    them (``trainer.data``: bilinear), then rounded, as ``trainer.data.load_image_arrays`` gives them."""
-    if images.shape[1:3] == (size, size):
-        return images
-    import tensorflow as tf
+def _at_size(split: SplitData, data: DataConfig) -> np.ndarray:
+    """The split's uint8 images at ``data.image_size``: as they are when the files have that size, else
+    as the training pipeline resizes them (``trainer.data.pipeline_pixels``)."""
+    from trainer.data import pipeline_pixels
 
-    parts = np.array_split(images, max(1, -(-len(images) // 4096)))  # a few MB of floats at a time
-    return np.concatenate([
-        np.clip(np.round(tf.image.resize(tf.cast(part, tf.float32), (size, size), method="bilinear").numpy()),
-                0, 255).astype(np.uint8)
-        for part in parts
-    ])
+    size = data.image_size
+    return split.images if split.images.shape[1:3] == (size, size) else pipeline_pixels(split, data)
 
 
 def pack(cfg: TrainConfig, out_path: Path, val_limit: int | None = None) -> Path:
@@ -94,15 +91,14 @@ def pack(cfg: TrainConfig, out_path: Path, val_limit: int | None = None) -> Path
         raise SinkError(f"cannot write {out_path}: {error.strerror or error}") from None
     train = load_split(cfg.data, "train", training_labels=True)
     val = load_split(cfg.data, "val")
-    size = cfg.data.image_size  # the files' own size may differ (48 for FER+): stored at the recipe's
     if val_limit is not None and val_limit < len(val):
         val = val.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(val))[:val_limit]))
     try:
         np.savez_compressed(
             out_path,
-            train_images=_encode_mosaic(_at_size(train.images, size)), train_count=len(train),
+            train_images=_encode_mosaic(_at_size(train, cfg.data)), train_count=len(train),
             train_labels=train.labels,
-            val_images=_encode_mosaic(_at_size(val.images, size)), val_count=len(val), val_labels=val.majority,
+            val_images=_encode_mosaic(_at_size(val, cfg.data)), val_count=len(val), val_labels=val.majority,
             image_size=cfg.data.image_size, class_names=np.asarray(cfg.data.class_names),
             data_dir=str(cfg.data.data_dir),
         )
