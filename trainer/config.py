@@ -64,6 +64,9 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # see trainer.preci
 CALIBRATION_IMAGES = ("augmented", "plain")  # see OptimConfig.ema_calibration_images
 INPUT_FITS = ("resize", "crop")  # see ModelConfig.input_fit
 FIRST_BLOCK_DOWNSAMPLES = ("pool", "stride")  # see ModelConfig.first_block_downsample
+# The vgg's architecture options beyond its widths: each makes the network cheaper (see ModelConfig).
+# Other models refuse them (trainer.models); a distilled student's are not its teacher's (trainer.portable).
+VGG_OPTIONS = ("first_block_convs", "conv_ranks", "input_size", "input_fit", "first_block_downsample")
 
 SEED_ALIASES: dict[str, str] = {
     "NoOfClasses": "data.num_classes",

@@ -15,7 +15,7 @@ import keras
 from keras import layers, regularizers
 
 from edge.errors import ConfigError
-from trainer.config import ModelConfig, TrainConfig
+from trainer.config import VGG_OPTIONS, ModelConfig, TrainConfig
 from trainer.nets import build_vgg
 
 
@@ -30,7 +30,7 @@ def _image_size(cfg: TrainConfig | ModelConfig, input_shape: tuple[int, int, int
 def _refuse_vgg_options(m: ModelConfig) -> None:
     """The vgg's architecture options mean nothing to the other builders: refuse them, not ignore them."""
     defaults = ModelConfig()
-    for name in ("first_block_convs", "conv_ranks", "input_size", "input_fit", "first_block_downsample"):
+    for name in VGG_OPTIONS:
         if getattr(m, name) != getattr(defaults, name):
             raise ConfigError(f"model.{name} applies to model.name 'vgg' only; model {m.name!r} has no such option "
                               f"(got {getattr(m, name)!r})")

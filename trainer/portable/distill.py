@@ -21,8 +21,6 @@ from trainer.portable.pack import load_pack
 log = logging.getLogger(__name__)
 
 TEACHER_OVERRIDES = ("model.num_filters=64", "model.dense1_units=256")
-# The vgg options that make a network cheaper, which a teacher does not inherit from its student.
-STUDENT_ONLY = ("conv_ranks", "first_block_convs", "first_block_downsample", "input_size", "input_fit")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,15 +64,15 @@ class DistillOptions:
     def teacher_config(self, cfg: TrainConfig) -> TrainConfig:
         """The student's recipe with ``teacher_overrides`` applied.
 
-        What makes a student cheaper is its own (``STUDENT_ONLY``: split
+        What makes a student cheaper is its own (``trainer.config.VGG_OPTIONS``: split
         convolutions, a pruned or strided first block, a lower resolution):
         the teacher is the recipe's full network unless its overrides say
         otherwise. Both see the same 48x48 batches either way.
         """
-        from trainer.config import ModelConfig, resolve_config
+        from trainer.config import VGG_OPTIONS, ModelConfig, resolve_config
 
         full = ModelConfig()
-        resets = {f"model.{name}": getattr(full, name) for name in STUDENT_ONLY}
+        resets = {f"model.{name}": getattr(full, name) for name in VGG_OPTIONS}
         return resolve_config(None, self.teacher_overrides, base=resolve_config(None, resets, base=cfg))
 
 
