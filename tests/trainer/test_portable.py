@@ -3,6 +3,7 @@ tiny end-to-end run (under the TensorFlow backend here; the module's code is bac
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -87,14 +88,27 @@ def test_pack_takes_an_out_without_suffix_and_refuses_bad_outs_and_class_folders
     assert pack(_config(ferplus_root), tmp_path / "packed") == tmp_path / "packed.npz"
     assert load_pack(tmp_path / "packed.npz")["image_size"] == 16
     (tmp_path / "a_file").write_text("x")
-    with pytest.raises(SinkError, match="cannot write"):
-        pack(_config(ferplus_root), tmp_path / "a_file" / "x.npz")
+    for out in (tmp_path / "a_file" / "x.npz", tmp_path / "a_file" / "deeper" / "x.npz"):
+        with pytest.raises(SinkError, match=f"cannot write --out {out}: {tmp_path / 'a_file'} is a file, not a folder"):
+            pack(_config(ferplus_root), out)
     (tmp_path / "folder.npz").mkdir()
     with pytest.raises(ConfigError, match="is a folder"):
         pack(_config(ferplus_root), tmp_path / "folder.npz")
     folders = _config(class_folders).replace({"data.format": "auto", "data.label_mode": "majority"})
     with pytest.raises(DataError, match="pack reads a FER\\+ root or a fer2013.csv; .* is folders"):
         pack(folders, tmp_path / "folders.npz")
+
+
+def test_pack_reads_with_pillow_where_opencv_is_missing(tmp_path, ferplus_root, monkeypatch):
+    packed = pack(_config(ferplus_root), tmp_path / "packed.npz")
+    with_opencv = load_pack(packed)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now fails, as on an accelerator without it
+    with_pillow = load_pack(packed)
+    for key in ("train_images", "val_images"):
+        np.testing.assert_array_equal(with_pillow[key], with_opencv[key])
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(DataError, match="needs OpenCV or Pillow"):
+        load_pack(packed)
 
 
 def test_pack_names_a_split_too_large_for_one_mosaic():
@@ -180,11 +194,44 @@ def test_distill_writes_a_student_that_ers_reads(tmp_path, ferplus_root):
     assert (out / "history.csv").read_text().splitlines()[0].startswith("epoch,")
     assert (out / "teacher.weights.npz").is_file() and (out / "teacher_history.csv").is_file()
 
+    teacher = _weights(out / "teacher.weights.npz")
+
     reuse = replace(options, epochs=5, teacher_weights=out / "teacher.weights.npz", max_seconds=1e-3)
     again = train_distilled(cfg, packed, tmp_path / "again", reuse)
     assert "teacher_history" not in again and again["teacher_weights"] == str(out / "teacher.weights.npz")
+    assert "teacher_epochs" not in again and "teacher_max_seconds" not in again  # no teacher trained
     assert len(again["student_history"]["loss"]) == 1  # the time budget stops after the first epoch
     assert again["student_history"]["learning_rate"][0] == pytest.approx(cfg.optim.learning_rate / 2)
+    assert TrainConfig.from_file(tmp_path / "again" / "config.yaml").epochs == 1  # the epochs it ran, not 5
+    assert _same_arrays(_weights(tmp_path / "again" / "teacher.weights.npz"), teacher)  # the teacher it used
+
+
+def test_distill_replaces_an_earlier_run_only_when_asked(tmp_path, ferplus_root):
+    cfg = _config(ferplus_root)
+    packed = pack(cfg, tmp_path / "packed.npz")
+    out = tmp_path / "run"
+    train_distilled(cfg, packed, out, DistillOptions(teacher_overrides=("model.num_filters=4",), teacher_epochs=1,
+                                                     epochs=1))
+    teacher = _weights(out / "teacher.weights.npz")
+    (out / "notes.txt").write_text("mine")
+    reuse = DistillOptions(teacher_overrides=("model.num_filters=4",), teacher_weights=out / "teacher.weights.npz",
+                           epochs=2)
+    with pytest.raises(ConfigError, match=f"{out} holds an earlier run's model.keras, .*teacher_history.csv; pass "
+                                          "--overwrite"):
+        train_distilled(cfg, packed, out, reuse)
+    train_distilled(cfg, packed, out, reuse, overwrite=True)  # its teacher read from the very folder it replaces
+    assert not (out / "teacher_history.csv").exists()  # the earlier run's teacher, not this one's
+    assert _same_arrays(_weights(out / "teacher.weights.npz"), teacher)
+    assert TrainConfig.from_file(out / "config.yaml").epochs == 2 and (out / "notes.txt").read_text() == "mine"
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    with np.load(path) as data:
+        return [data[name] for name in data.files]
+
+
+def _same_arrays(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
 def test_time_budget_does_not_take_the_compiling_first_epoch_for_the_next(monkeypatch):

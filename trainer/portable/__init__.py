@@ -23,7 +23,8 @@ architecture, which ``ers evaluate`` and ``ers export`` read like any model of
 networks, so TFLite conversion is unaffected.
 
 Run it as ``python -m trainer.portable pack|distill`` (nothing to install on the
-accelerator but the keras wheels) or, in a full install, ``ers pack`` and ``ers distill``.
+accelerator but the keras wheels; the pack is read with OpenCV or, where it is
+missing, Pillow) or, in a full install, ``ers pack`` and ``ers distill``.
 """
 
 from trainer.portable.distill import DistillOptions, train_distilled

@@ -54,10 +54,12 @@ def pack(config_path: Path, sets: tuple[str, ...], data_dir: Path, out: Path, va
 @click.option("--kd-weight", type=float, default=DistillOptions.kd_weight, show_default=True,
               help="Share of the loss that follows the teacher rather than the labels.")
 @click.option("--temperature", type=float, default=DistillOptions.temperature, show_default=True)
+@click.option("--overwrite", is_flag=True,
+              help="Replace the outputs of an earlier run in --out-dir (other files stay).")
 def distill(config_path: Path, sets: tuple[str, ...], pack_path: Path, out_dir: Path,
             teacher_set: tuple[str, ...], teacher_epochs: int, teacher_weights: Path | None,
             teacher_max_seconds: float | None, max_seconds: float | None, epochs: int,
-            kd_weight: float, temperature: float) -> None:
+            kd_weight: float, temperature: float, overwrite: bool) -> None:
     """Train a teacher, then the recipe's network distilled from it (any Keras backend, e.g. KERAS_BACKEND=jax)."""
     from trainer.portable.distill import train_distilled
 
@@ -66,7 +68,7 @@ def distill(config_path: Path, sets: tuple[str, ...], pack_path: Path, out_dir: 
         teacher_overrides=teacher_set or TEACHER_OVERRIDES, teacher_epochs=teacher_epochs, epochs=epochs,
         kd_weight=kd_weight, temperature=temperature, teacher_weights=teacher_weights,
         teacher_max_seconds=teacher_max_seconds, max_seconds=max_seconds)
-    summary = train_distilled(build_config(config_path, sets, {}), pack_path, out_dir, options)
+    summary = train_distilled(build_config(config_path, sets, {}), pack_path, out_dir, options, overwrite=overwrite)
     click.echo(f"student: {out_dir / 'model.keras'} ({summary['student_seconds']:.0f} s)\n"
                f"next: ers evaluate --model {out_dir / 'model.keras'} --split test")
 

@@ -16,11 +16,13 @@ import numpy as np
 
 from edge.errors import ConfigError, DataError
 from trainer.config import TrainConfig
-from trainer.portable.pack import load_pack
+from trainer.portable.pack import load_pack, make_folder
 
 log = logging.getLogger(__name__)
 
 TEACHER_OVERRIDES = ("model.num_filters=64", "model.dense1_units=256")
+# What a run writes into its --out-dir (the teacher's history only when it trained the teacher).
+OUTPUTS = ("model.keras", "config.yaml", "history.csv", "summary.json", "teacher.weights.npz", "teacher_history.csv")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,12 +231,15 @@ def load_weights_npz(model, path: Path) -> None:
 
 
 def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
-                    options: DistillOptions = DistillOptions()) -> dict[str, Any]:
+                    options: DistillOptions = DistillOptions(), *, overwrite: bool = False) -> dict[str, Any]:
     """Teacher (trained, or read from ``options.teacher_weights``), then the distilled student.
 
     Writes into ``out_dir``: ``model.keras`` (the student, float32),
-    ``config.yaml``, ``history.csv``, ``summary.json`` and, when it trained one,
-    ``teacher.weights.npz`` and ``teacher_history.csv``. Returns the summary.
+    ``config.yaml`` (with the epochs the student ran), ``history.csv``,
+    ``summary.json``, ``teacher.weights.npz`` (the teacher it was taught by)
+    and, when it trained the teacher, ``teacher_history.csv``. A folder that
+    holds an earlier run's outputs is refused unless ``overwrite``, which
+    replaces them, so none is left from the earlier run. Returns the summary.
     """
     import keras
 
@@ -242,6 +247,10 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
     from trainer.precision import float32_copy, precision_policy
 
     out_dir = Path(out_dir)
+    earlier = [name for name in OUTPUTS if (out_dir / name).exists()]
+    if earlier and not overwrite:
+        raise ConfigError(f"{out_dir} holds an earlier run's {', '.join(earlier)}; pass --overwrite to replace "
+                          "them (other files stay) or name another --out-dir")
     data = load_pack(pack_path)
     if data["class_names"] != cfg.data.class_names or data["image_size"] != cfg.data.image_size:
         raise DataError(f"{pack_path}: packed for classes {data['class_names']} at {data['image_size']} px; "
@@ -252,20 +261,24 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
     keras.utils.set_random_seed(cfg.seed)  # after that check, so the runs draw what they drew before it
     summary: dict[str, Any] = {"backend": keras.backend.backend(),
                                **{k: v for k, v in dataclasses.asdict(options).items() if not isinstance(v, Path)}}
+    if options.teacher_weights is not None:  # the teacher is not trained: its schedule does not apply
+        del summary["teacher_epochs"], summary["teacher_max_seconds"]
     with precision_policy(cfg.precision):
         teacher = build_vgg(teacher_cfg, shape, cfg.data.num_classes)
         summary["teacher_parameters"] = teacher.count_params()
         if options.teacher_weights is not None:
             load_weights_npz(teacher, options.teacher_weights)
             summary["teacher_weights"] = str(options.teacher_weights)
-        out_dir.mkdir(parents=True, exist_ok=True)  # once nothing given can fail any more
+        make_folder(out_dir, f"--out-dir {out_dir}")  # once nothing given can fail any more
         if options.teacher_weights is None:
             started = time.time()
             summary["teacher_history"] = fit_network(
                 teacher_cfg, data, teacher, epochs=options.teacher_epochs, history_csv=out_dir / "teacher_history.csv",
                 label="teacher", max_seconds=options.teacher_max_seconds)
             summary["teacher_seconds"] = time.time() - started
-            save_weights_npz(teacher, out_dir / "teacher.weights.npz")
+        elif "teacher_history.csv" in earlier:  # an earlier run's teacher, not this one's
+            (out_dir / "teacher_history.csv").unlink()
+        save_weights_npz(teacher, out_dir / "teacher.weights.npz")  # the run folder keeps the teacher it used
         student = build_vgg(cfg, shape, cfg.data.num_classes)
         started = time.time()
         summary["student_history"] = fit_network(
@@ -274,8 +287,10 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
             max_seconds=options.max_seconds)
         summary["student_seconds"] = time.time() - started
     float32_copy(student).save(out_dir / "model.keras")
-    # The student's config, with the epochs it was given and the data the pack came from: `ers evaluate`
+    # The student's config, with the epochs it ran and the data the pack came from: `ers evaluate`
     # and `ers export` read it beside the model on the machine that packed.
-    cfg.replace({"data.data_dir": data["data_dir"], "epochs": options.epochs}).save(out_dir / "config.yaml")
+    ran = len(summary["student_history"].get("loss", ()))  # fewer than asked when a time budget stopped it
+    cfg.replace({"data.data_dir": data["data_dir"], "epochs": ran}).save(out_dir / "config.yaml")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+

@@ -6,6 +6,7 @@ Images are tiled into one lossless WebP per split (FER+ Train: 45.6 MB against
 
 from __future__ import annotations
 
+import io
 import logging
 import zipfile
 from pathlib import Path
@@ -45,15 +46,44 @@ def _encode_mosaic(images: np.ndarray) -> np.ndarray:
 
 
 def _decode_mosaic(buffer: np.ndarray, count: int, size: int) -> np.ndarray:
-    """Inverse of ``_encode_mosaic``: uint8 (count, size, size, 1)."""
-    import cv2
-
-    mosaic = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
+    """Inverse of ``_encode_mosaic``: uint8 (count, size, size, 1), read with OpenCV or, on a machine
+    without it (an accelerator's, say), with Pillow: both decode lossless WebP to the same pixels."""
+    mosaic = _read_webp_grey(buffer)
     if mosaic is None:
         raise DataError("the packed image mosaic is not a readable WebP")
     rows = mosaic.shape[0] // size
     tiles = mosaic.reshape(rows, size, MOSAIC_COLUMNS, size).transpose(0, 2, 1, 3).reshape(-1, size, size)
     return tiles[:count, :, :, None]
+
+
+def _read_webp_grey(buffer: np.ndarray) -> np.ndarray | None:
+    """The single-channel image in WebP bytes, or None when they are not one."""
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        return cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise DataError("reading a pack needs OpenCV or Pillow (pip install pillow)") from None
+    try:
+        with Image.open(io.BytesIO(buffer.tobytes())) as image:
+            return np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
+def make_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` and its parents; a failure is one ``SinkError`` naming ``what`` and, where a
+    file stands in the way, that file (OSError names only the path it was given)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking is not None else error.strerror or error
+        raise SinkError(f"cannot write {what}: {reason}") from None
 
 
 def _at_size(split: SplitData, data: DataConfig) -> np.ndarray:
@@ -85,10 +115,7 @@ def pack(cfg: TrainConfig, out_path: Path, val_limit: int | None = None) -> Path
     fmt = detect_format(cfg.data)
     if fmt not in ("ferplus", "fer2013_csv"):
         raise DataError(f"pack reads a FER+ root or a fer2013.csv; {cfg.data.data_dir} is {fmt}")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)  # before the slow part: a bad --out fails now
-    except OSError as error:
-        raise SinkError(f"cannot write {out_path}: {error.strerror or error}") from None
+    make_folder(out_path.parent, f"--out {out_path}")  # before the slow part: a bad --out fails now
     train = load_split(cfg.data, "train", training_labels=True)
     val = load_split(cfg.data, "val")
     if val_limit is not None and val_limit < len(val):
