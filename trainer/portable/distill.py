@@ -293,4 +293,3 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
     cfg.replace({"data.data_dir": data["data_dir"], "epochs": ran}).save(out_dir / "config.yaml")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
