@@ -289,7 +289,7 @@ def train_distilled(cfg: TrainConfig, pack_path: Path, out_dir: Path,
     float32_copy(student).save(out_dir / "model.keras")
     # The student's config, with the epochs it ran and the data the pack came from: `ers evaluate`
     # and `ers export` read it beside the model on the machine that packed.
-    ran = len(summary["student_history"].get("loss", ()))  # fewer than asked when a time budget stopped it
+    ran = len(summary["student_history"]["loss"])  # fewer than asked when a time budget stopped it
     cfg.replace({"data.data_dir": data["data_dir"], "epochs": ran}).save(out_dir / "config.yaml")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
