@@ -29,6 +29,7 @@ from typing import Any
 
 from edge.detector import FaceDetectorOptions
 from edge.errors import ConfigError, SinkError
+from edge.folders import make_folder
 from edge.model_spec import ModelSpec, VariantSpec
 from edge.pipeline import Pipeline, PipelineOptions, overlap_for, resolve_model_dir
 from edge.sinks import (
@@ -258,8 +259,8 @@ def _reads_an_output(source: str | int | Path, out_dir: Path) -> bool:
 def new_run_dir(parent: Path) -> Path:
     """A new folder ``parent/edge-<date>-<time>`` (``-2``, ``-3``... when runs start in the same second)."""
     stamp = time.strftime("edge-%Y%m%d-%H%M%S")
+    make_folder(parent, f"an output folder in {parent}")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
         number = 1
         while True:
             folder = parent / (stamp if number == 1 else f"{stamp}-{number}")
@@ -288,10 +289,7 @@ def _make_out_dir(out_dir: Path, overwrite: bool) -> bool:
                 "to replace them, or choose another --out-dir"
             )
         return False
-    try:
-        out_dir.mkdir(parents=True)
-    except OSError as error:
-        raise SinkError(f"cannot create the output folder {out_dir}: {error}") from None
+    make_folder(out_dir, f"the output folder {out_dir}")
     return True
 
 

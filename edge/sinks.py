@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.draw import annotate
 from edge.errors import SinkError
+from edge.folders import make_folder
 from edge.types import ClosingContext, FaceResult, Frame, FrameResult, TrackSummary
 
 logger = logging.getLogger(__name__)
@@ -43,19 +44,12 @@ class StopRequested(Exception):
     """The viewer asked to stop (q or Esc in the window, or closed it)."""
 
 
-def _make_parent(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SinkError(f"cannot create the output folder {path.parent}: {error}") from None
-
-
 def write_json(path: Path | str, data: object, what: str) -> Path:
     """``data`` as indented JSON in ``path``, its folder created; a failure is one ``SinkError``
     naming ``what`` (a benchmark's report, bench_targets' figures)."""
     path = Path(path)
+    make_folder(path.parent, f"{what} {path}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as error:
         raise SinkError(f"cannot write {what} {path}: {error.strerror or error}") from None
@@ -89,7 +83,7 @@ class JsonlSink(ClosingContext):
         self.path = Path(path)
         self.digits = digits
         self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}  # labels -> their JSON strings
-        _make_parent(self.path)
+        make_folder(self.path.parent, f"events to {self.path}")
         try:
             self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
         except OSError as error:
@@ -160,7 +154,7 @@ class VideoFileSink(ClosingContext):
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self._closed = False
-        _make_parent(self.path)
+        make_folder(self.path.parent, f"the annotated video {self.path}")
 
     def write(self, frame: Frame, result: FrameResult) -> None:
         self.write_image(self.render(frame, result))
@@ -205,10 +199,7 @@ class ImageDirSink(ClosingContext):
         self.paths: list[Path] = []
         self._bars = bars
         self._closed = False
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise SinkError(f"cannot create the output folder {self.folder}: {error}") from None
+        make_folder(self.folder, f"annotated images to {self.folder}")
 
     def write(self, frame: Frame, result: FrameResult) -> None:
         if self._closed:

@@ -39,6 +39,7 @@ import numpy as np
 from edge.benchreport import machine_info
 from edge.classifier import EmotionClassifier
 from edge.errors import ConfigError, DataError, SinkError
+from edge.folders import make_folder
 from edge.model_spec import MANIFEST_NAME, ModelSpec, VariantSpec, sha256_of
 from export import data as export_data
 from export.convert import convert_to_tflite, save_saved_model
@@ -351,8 +352,8 @@ def export_model(
     )
     reference = keras_probabilities(model, test.images)
     target = out_dir.resolve()  # renamed by name beside it: "." or "a/.." has none of its own
+    make_folder(target.parent, f"the export folder {out_dir}")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
         staging.mkdir()  # not mkdtemp's 0700: the export gets the permissions of any new folder
     except OSError as error:

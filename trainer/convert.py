@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import ConfigError, DataError, SinkError
+from edge.folders import make_folder
 from trainer import fer2013, ferplus, folders
 from trainer.config import CLASS_NAMES
 from trainer.data import detect_layout
@@ -88,9 +89,9 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
             for split in SPLITS:
                 if (out_dir / split).is_dir():
                     shutil.rmtree(out_dir / split)
-        out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SinkError(f"cannot write --out {out_dir}: {error.strerror or error}") from None
+    make_folder(out_dir, f"--out {out_dir}")
 
 
 def _write_png(target: Path, array: np.ndarray) -> None:

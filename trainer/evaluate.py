@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ConfigError, DataError, SinkError
+from edge.errors import ConfigError, DataError
+from edge.folders import make_folder
 
 log = logging.getLogger(__name__)
 
@@ -182,12 +183,7 @@ def evaluate_model(model, dataset, class_names, out_dir: Path, *, history_csv: P
 
 def report_folder(out_dir: Path | str) -> Path:
     """``out_dir``, created: a path that cannot be a folder fails here, before any prediction."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SinkError(f"cannot create the report folder {out_dir}: {error.strerror or error}") from None
-    return out_dir
+    return make_folder(out_dir, f"the report folder {out_dir}")
 
 
 def load_model(path: Path):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
 from edge.errors import ConfigError, ErsError, SinkError
+from edge.folders import make_folder
 from trainer.callbacks import backup_epoch
 from trainer.config import TrainConfig
 from trainer.lowrank import factorize_kernel
@@ -152,12 +153,13 @@ def prepare_run_dir(
 
 def write_run_dir(run_dir: Path, *, replacing: bool) -> None:
     """Make ``run_dir`` ready to write: the old run deleted when ``replacing``, the folder created."""
-    try:
-        if replacing:
+    what = f"the run folder {run_dir}"
+    if replacing:
+        try:
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SinkError(f"cannot write the run folder {run_dir}: {error.strerror or error}") from None
+        except OSError as error:
+            raise SinkError(f"cannot write {what}: {error.strerror or error}") from None
+    make_folder(run_dir, what)
 
 
 def get_strategy(name: str, logical_devices: int = 0):

@@ -102,7 +102,9 @@ def test_out_over_the_source_is_refused_and_the_source_survives(tmp_path: Path, 
 def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path: Path):
     source = flat_tree(tmp_path / "flat", per_class=3)
     (tmp_path / "a_file").write_text("x")
-    for out, says in ((tmp_path / "a_file", "is a file, not a folder"), (tmp_path / "a_file" / "o", "cannot write")):
+    blocked = tmp_path / "a_file" / "o"
+    for out, says in ((tmp_path / "a_file", "is a file, not a folder"),
+                      (blocked, f"cannot write --out {blocked}: {tmp_path / 'a_file'} is a file, not a folder")):
         result = CliRunner().invoke(cli, ["data", str(source), "--out", str(out)])
         assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
 

@@ -70,7 +70,7 @@ def test_a_report_folder_that_cannot_be_made_is_one_clear_error(tmp_path):
 
     (tmp_path / "a_file").write_text("x")
     for path in (tmp_path / "a_file", tmp_path / "a_file" / "eval"):
-        with pytest.raises(SinkError, match=f"cannot create the report folder {path}"):
+        with pytest.raises(SinkError, match=f"cannot write the report folder {path}: {tmp_path / 'a_file'} is a file"):
             report_folder(path)
     assert report_folder(tmp_path / "new" / "eval").is_dir()
 

@@ -103,7 +103,8 @@ def test_an_overwrite_that_cannot_start_leaves_the_old_run_whole(tmp_path: Path,
 def test_a_run_dir_that_is_a_file_is_one_line(tmp_path: Path, class_folders: Path):
     (tmp_path / "a_file").write_text("x")
     for run_dir, says in ((tmp_path / "a_file", "is a file, not a folder"),
-                          (tmp_path / "a_file" / "run", "cannot write the run folder")):
+                          (tmp_path / "a_file" / "run",
+                           f"cannot write the run folder {tmp_path / 'a_file' / 'run'}: {tmp_path / 'a_file'} is a file")):
         result = CliRunner().invoke(cli, ["train", *tiny_overrides(class_folders, run_dir)])
         assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError, DataError
+from edge.folders import make_folder
 from trainer.config import TrainConfig
-from trainer.portable.pack import load_pack, make_folder
+from trainer.portable.pack import load_pack
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import ConfigError, DataError, SinkError
+from edge.folders import make_folder
 from trainer.config import DataConfig, TrainConfig
 
 if TYPE_CHECKING:
@@ -73,17 +74,6 @@ def _read_webp_grey(buffer: np.ndarray) -> np.ndarray | None:
             return np.asarray(image.convert("L"))
     except (UnidentifiedImageError, OSError):
         return None
-
-
-def make_folder(folder: Path, what: str) -> None:
-    """Create ``folder`` and its parents; a failure is one ``SinkError`` naming ``what`` and, where a
-    file stands in the way, that file (OSError names only the path it was given)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        blocking = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
-        reason = f"{blocking} is a file, not a folder" if blocking is not None else error.strerror or error
-        raise SinkError(f"cannot write {what}: {reason}") from None
 
 
 def _at_size(split: SplitData, data: DataConfig) -> np.ndarray:
