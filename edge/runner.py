@@ -259,7 +259,8 @@ def _reads_an_output(source: str | int | Path, out_dir: Path) -> bool:
 def new_run_dir(parent: Path) -> Path:
     """A new folder ``parent/edge-<date>-<time>`` (``-2``, ``-3``... when runs start in the same second)."""
     stamp = time.strftime("edge-%Y%m%d-%H%M%S")
-    make_folder(parent, f"an output folder in {parent}")
+    what = f"an output folder in {parent}"
+    make_folder(parent, what)
     try:
         number = 1
         while True:
@@ -271,7 +272,7 @@ def new_run_dir(parent: Path) -> Path:
             else:
                 return folder
     except OSError as error:
-        raise SinkError(f"cannot create an output folder in {parent}: {error}") from None
+        raise SinkError(f"cannot write {what}: {error.strerror or error}") from None
 
 
 def earlier_outputs(out_dir: Path) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 from edge.errors import SinkError
 from edge.folders import make_folder
 from edge.pipeline import PipelineOptions
-from edge.runner import RunOptions, run
+from edge.runner import RunOptions, new_run_dir, run
 from edge.sinks import ImageDirSink, JsonlSink, VideoFileSink, write_json
 
 
@@ -35,7 +35,8 @@ def test_every_output_of_the_runtime_names_the_file_in_its_way(tmp_path, tiny_mo
     blocking.write_text("x")
     says = f"{blocking} is a file, not a folder"
     for opening in (lambda: JsonlSink(blocking / "events.jsonl"), lambda: VideoFileSink(blocking / "v.mp4", 30.0),
-                    lambda: ImageDirSink(blocking / "images"), lambda: write_json(blocking / "r.json", {}, "the report")):
+                    lambda: ImageDirSink(blocking / "images"), lambda: write_json(blocking / "r.json", {}, "the report"),
+                    lambda: new_run_dir(blocking / "runs")):
         with pytest.raises(SinkError, match=re.escape(says)):
             opening()
     for out_dir in (blocking, blocking / "run"):
