@@ -72,7 +72,9 @@ class BenchOptions:
     model, the manifest's variant); ``num_threads`` is each worker's emotion
     model's and LiteRT detector's (None: as ``ers run`` does,
     ``pipeline.model_threads_for``);
-    ``detector_engine`` runs the face detector (``detector.DetectorEngine``);
+    ``detector_engine`` runs the face detector (``detector.DetectorEngine``),
+    on just the part of its input that holds the frame with ``trim_letterbox``
+    (``FaceDetectorOptions``);
     ``decode_ahead`` is the video source's (0: decode in the pipeline's
     thread; None: as ``ers run`` does, ``sources.decode_ahead_for``) and
     ``decode_threads`` its FFmpeg threads (None: FFmpeg's choice);
@@ -99,6 +101,7 @@ class BenchOptions:
     num_threads: int | None = None
     detector: DetectorModelName = DetectorModelName.SHORT
     detector_engine: DetectorEngine = DetectorEngine.MEDIAPIPE
+    trim_letterbox: bool = False
     decode_ahead: int | None = None
     decode_threads: int | None = DECODE_THREADS
     overlap: bool | None = None
@@ -147,6 +150,7 @@ class BenchOptions:
         object.__setattr__(
             self, "detector_engine", _enum_value(DetectorEngine, "detector_engine", self.detector_engine)
         )
+        FaceDetectorOptions(engine=self.detector_engine, trim_letterbox=self.trim_letterbox)  # refused now, not later
         _whole("frames", self.frames, 1)
         _whole("warmup_frames", self.warmup_frames, 0)
         _whole("fer_frames", self.fer_frames, 1)
@@ -175,9 +179,9 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     spec = ModelSpec.load(model_dir)
     variant = spec.variant(options.variant)
     variant_name = next(name for name, value in spec.variants.items() if value is variant)
-    detector_options = FaceDetectorOptions(model=options.detector, engine=options.detector_engine).resolve(
-        SourceKind.VIDEO
-    )
+    detector_options = FaceDetectorOptions(
+        model=options.detector, engine=options.detector_engine, trim_letterbox=options.trim_letterbox
+    ).resolve(SourceKind.VIDEO)
     machine = machine_info()  # load average before the run starts
     with opencv_threads(RUNTIME_OPENCV_THREADS), tempfile.TemporaryDirectory(prefix="ers-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
@@ -265,6 +269,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "model_threads": model_threads,
             "detector": detector_options.model.value,
             "detector_engine": detector_options.engine.value,
+            "trim_letterbox": detector_options.trim_letterbox,
             "decode_ahead": clip.decode_ahead,
             "decode_threads": clip.decode_threads,
             "overlap": options.overlapped,

@@ -126,6 +126,8 @@ class BenchReport:
         """The readable report ``ers bench`` prints."""
         s, m = self.settings, self.machine
         engine = f" on {s['detector_engine']}" if s.get("detector_engine", "mediapipe") != "mediapipe" else ""
+        if s.get("trim_letterbox") and s["detector"] == "short":
+            engine += ", letterbox trimmed"
         lines = [
             f"ers bench: {Path(s['source']).name} ({s['frame_size']})"
             + (f", {s['faces']} tiled faces" if s["faces"] else "")

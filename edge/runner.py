@@ -153,6 +153,7 @@ class RunReport:
     variant: str
     detector_model: str
     detector_engine: str
+    trim_letterbox: bool
     labels: tuple[str, ...]
     frames: int
     frames_with_faces: int
@@ -180,6 +181,7 @@ class RunReport:
             "variant": self.variant,
             "detector_model": self.detector_model,
             "detector_engine": self.detector_engine,
+            "trim_letterbox": self.trim_letterbox,
             "labels": list(self.labels),
             "frames": self.frames,
             "frames_with_faces": self.frames_with_faces,
@@ -390,6 +392,7 @@ def _run_loop(
         variant=variant,
         detector_model=detector.model.value,
         detector_engine=detector.engine.value,
+        trim_letterbox=detector.trim_letterbox,
         labels=pipeline.labels,
         frames=summary.frames,
         frames_with_faces=summary.frames_with_faces,

@@ -32,7 +32,7 @@ import click
 from edge.bench import BenchOptions, benchmark, fer_available
 from edge.benchclips import SAMPLE_CLIP, sample_clip
 from edge.benchreport import BenchReport, machine_info
-from edge.commands import check_json_target, engine_option
+from edge.commands import check_json_target, engine_option, trim_option
 from edge.errors import ConfigError, ErsError
 from edge.sinks import write_json
 
@@ -139,6 +139,7 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
               help="Folder written by `ers export`. Default: the shipped model.")
 @click.option("--variant", default="int8", show_default=True, help="Model variant.")
 @engine_option
+@trim_option
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
 @click.option("--frames", type=click.IntRange(min=1), default=1500, show_default=True, help="Frames per run.")
 @click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Warm-up frames per run.")
@@ -148,38 +149,40 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
               help="The main thread is the first of the 2 workers, or each worker has a thread of its own and "
               "the main thread waits (`ers bench --help` says what that changes).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures.")
-def main(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, rounds: int, frames: int,
-         warmup: int, fer_python: Path | None, caller_works: bool, json_path: Path | None) -> None:
+def main(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, trim_letterbox: bool,
+         rounds: int, frames: int, warmup: int, fer_python: Path | None, caller_works: bool,
+         json_path: Path | None) -> None:
     """Measure every speed target of the runtime and say which are met."""
     try:
-        _measure_and_report(clip, model_dir, variant, detector_engine, rounds, frames, warmup, fer_python,
-                            caller_works, json_path)
+        _measure_and_report(clip, model_dir, variant, detector_engine, trim_letterbox, rounds, frames, warmup,
+                            fer_python, caller_works, json_path)
     except ErsError as error:
         raise click.ClickException(str(error)) from None
 
 
-def _measure_and_report(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str, rounds: int,
-                        frames: int, warmup: int, fer_python: Path | None, caller_works: bool,
-                        json_path: Path | None) -> None:
+def _measure_and_report(clip: str | None, model_dir: Path | None, variant: str, detector_engine: str,
+                        trim_letterbox: bool, rounds: int, frames: int, warmup: int, fer_python: Path | None,
+                        caller_works: bool, json_path: Path | None) -> None:
     check_json_target(json_path, stdout=False)
     if fer_python is not None and not fer_available(fer_python):  # found out now, not after every round
         raise ConfigError(f"the fer package is not importable by {fer_python}; pass a Python that has it")
     source = Path(clip) if clip and Path(clip).is_file() else sample_clip(clip or SAMPLE_CLIP)
     base = BenchOptions(source=source, model_dir=model_dir, variant=variant, detector_engine=detector_engine,
-                        frames=frames, warmup_frames=warmup, fer=False, caller_works=caller_works)
+                        trim_letterbox=trim_letterbox, frames=frames, warmup_frames=warmup, fer=False,
+                        caller_works=caller_works)
     warnings.simplefilter("ignore")  # numpy / protobuf notes from the native libraries
     figures = measure(base, rounds, progress=lambda line: click.echo(line, err=True))
     fer = fer_ratio(base, fer_python, 100) if fer_python is not None else None
     rows = summary(figures)
     machine = machine_info()
-    workers = "" if caller_works else ", dedicated workers"
-    click.echo(f"{source.name}, {variant}, detector on {detector_engine}{workers}, {rounds} rounds of {frames} frames; "
+    how = ("" if caller_works else ", dedicated workers") + (", letterbox trimmed" if trim_letterbox else "")
+    click.echo(f"{source.name}, {variant}, detector on {detector_engine}{how}, {rounds} rounds of {frames} frames; "
                f"{machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
     click.echo(table(rows, fer))
     if json_path is not None:
         write_json(json_path, {"clip": str(source), "variant": variant, "detector_engine": detector_engine,
-                               "caller_works": caller_works, "rounds": rounds, "frames": frames, "machine": machine,
-                               "targets": rows, "fer": fer}, "the figures")
+                               "trim_letterbox": trim_letterbox, "caller_works": caller_works, "rounds": rounds,
+                               "frames": frames, "machine": machine, "targets": rows, "fer": fer}, "the figures")
         click.echo(f"JSON: {json_path}")
 
 

@@ -32,6 +32,7 @@ from edge_testing import synthetic_frames, write_video
         ({"faces": 100}, "faces"),
         ({"detector": "tiny"}, "detector"),
         ({"detector_engine": "tflite"}, "detector_engine"),
+        ({"trim_letterbox": True}, "trim_letterbox needs the litert engine"),
         ({"decode_ahead": -1}, "decode_ahead"),
         ({"decode_threads": 0}, "decode_threads"),
         ({"fer_frames": 0}, "fer_frames"),
@@ -124,7 +125,7 @@ def test_benchmark_gives_a_complete_report_on_a_short_clip(tmp_path, tiny_model_
     settings = data["settings"]
     assert settings["source"] == str(clip) and settings["frame_size"] == "96x64"
     assert settings["variant"] == "float32" and settings["detector"] == "short"
-    assert settings["detector_engine"] == "mediapipe"
+    assert settings["detector_engine"] == "mediapipe" and settings["trim_letterbox"] is False
     assert (settings["draw"], settings["encode"], settings["events"]) == (True, True, True)
     assert (settings["frames"], settings["warmup_frames"], settings["faces"]) == (6, 2, None)
     table = report.table()
@@ -359,15 +360,15 @@ def test_bench_help_lists_the_options():
 def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
     args = ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--frames", "3", "--warmup", "1", "--no-fer"]
-    result = CliRunner().invoke(cli, [*args, "--threads", "1", "--events", "--workers", "3",
-                                      "--detector-engine", "litert", "--json", str(tmp_path / "b.json")])
+    result = CliRunner().invoke(cli, [*args, "--threads", "1", "--events", "--workers", "3", "--detector-engine",
+                                      "litert", "--trim-letterbox", "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     assert "FPS" in result.output and "decode" in result.output and "b.json" in result.output
-    assert "3 worker(s)" in result.output and "detector short on litert" in result.output
+    assert "3 worker(s)" in result.output and "detector short on litert, letterbox trimmed" in result.output
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["settings"]["model_threads"] == 1 and data["settings"]["events"] is True
     assert data["settings"]["workers"] == 3 and data["settings"]["overlap"] is True
-    assert data["settings"]["detector_engine"] == "litert"
+    assert data["settings"]["detector_engine"] == "litert" and data["settings"]["trim_letterbox"] is True
     assert data["settings"]["decode_threads"] == 1 and "(1 FFmpeg thread)" in result.output
     assert data["settings"]["caller_works"] is True and "the main thread and 2 more" in result.output
     pinned = worker_cores(3)  # 3 litert workers: pinned where they occupy every core (edge.cores)

@@ -36,9 +36,10 @@ def test_summary_takes_the_median_of_the_rounds(tool):
 def test_every_run_of_a_round_keeps_the_base_settings(tool):
     from edge.bench import BenchOptions
 
-    runs = tool._runs(BenchOptions(caller_works=False, detector_engine="litert"))
+    runs = tool._runs(BenchOptions(caller_works=False, detector_engine="litert", trim_letterbox=True))
     assert set(runs) == {"overlapped", "sequential", "faces1", "faces5", "events"}
-    assert all(not run.caller_works and run.detector_engine.value == "litert" for run in runs.values())
+    assert all(not run.caller_works and run.detector_engine.value == "litert" and run.trim_letterbox
+               for run in runs.values())
 
 
 @pytest.mark.slow
@@ -46,12 +47,13 @@ def test_the_tool_measures_every_target_on_a_real_clip(tool, media, tiny_model_d
     out = tmp_path / "targets.json"
     args = ["--clip", str(media / "single_face.mp4"), "--model-dir", str(tiny_model_dir), "--variant", "float32",
             "--rounds", "2", "--frames", "4", "--warmup", "1", "--detector-engine", "litert", "--dedicated-workers",
-            "--json", str(out)]
+            "--trim-letterbox", "--json", str(out)]
     result = CliRunner().invoke(tool.main, args)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["rounds"] == 2 and data["fer"] is None and data["detector_engine"] == "litert"
-    assert data["caller_works"] is False and "detector on litert, dedicated workers" in result.output
+    assert data["caller_works"] is False and data["trim_letterbox"] is True
+    assert "detector on litert, dedicated workers, letterbox trimmed" in result.output
     names = [row["target"] for row in data["targets"]]
     assert len(names) == 6 and "5-face frame against 1-face frame" in names
     for row in data["targets"]:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge.blazeface import BlazeFace, anchor_centres, weighted_nms
+from edge.blazeface import BlazeFace, anchor_centres, trimmed_window, weighted_nms
 from edge.detector import DetectorModelName, FaceDetector, FaceDetectorOptions
 from edge.errors import ManifestError
 from edge.types import Frame
@@ -30,6 +30,31 @@ def test_anchor_layouts_match_the_models_outputs():
     np.testing.assert_allclose(full[48], (0.5 / 48, 1.5 / 48))
     with pytest.raises(ManifestError, match="160x160"):
         anchor_centres(160)
+
+
+@pytest.mark.parametrize(
+    ("size", "frame", "window"),
+    [
+        ((640, 360), 128, (0, 16, 128, 96)),  # 16:9: the frame fills rows 28-100 of 128, rounded out to 16-pixel cells
+        ((1280, 720), 128, (0, 16, 128, 96)),
+        ((640, 480), 128, (0, 16, 128, 96)),  # 4:3: rows 16-112, already whole cells
+        ((360, 640), 128, (16, 0, 96, 128)),  # portrait: columns
+        ((2560, 1080), 128, (0, 32, 128, 64)),
+        ((572, 562), 128, (0, 0, 128, 128)),  # nearly square: every row holds some of the frame
+        ((300, 300), 128, (0, 0, 128, 128)),
+        ((640, 360), 192, (0, 0, 192, 192)),  # the full-range model takes only its square input
+    ],
+)
+def test_trimmed_window_keeps_the_rows_that_hold_the_frame(size, frame, window):
+    assert trimmed_window(frame, *size) == window
+
+
+@pytest.mark.parametrize("window", [(0, 16, 128, 96), (16, 0, 96, 128), (0, 32, 128, 64)])
+def test_a_windows_anchors_are_the_squares_anchors_inside_it_in_output_order(window):
+    left, top, width, height = window
+    square = anchor_centres(128) * 128
+    inside = (square[:, 0] > left) & (square[:, 0] < left + width) & (square[:, 1] > top) & (square[:, 1] < top + height)
+    np.testing.assert_allclose(anchor_centres(128, window) * 128, square[inside])
 
 
 def test_weighted_nms_merges_each_cluster_into_its_score_weighted_box():
@@ -148,6 +173,40 @@ def test_litert_engine_gives_the_mediapipe_tasks_boxes_on_real_faces(media, mode
     assert found >= 40  # both found faces: one in each of the 40 frames of the clips at least
     if model == "short":
         assert exact >= len(frames) - 10  # all but the photos and the portraits
+
+
+def test_trimmed_letterbox_finds_the_same_faces_a_pixel_or_two_apart(media):
+    """The short-range model on the rows (or columns) that hold the frame: 96 of 128 for these
+    frames. The network pads the cut edges with zeros where the square input had its -1 border,
+    so boxes move by up to 4% of their side (2 pixels in the landscape clips) and scores by
+    at most 0.02; one detector follows frames of every shape."""
+    frames = _frames(media)
+    frames += [np.ascontiguousarray(np.rot90(image)) for image in frames[::8]]
+    options = FaceDetectorOptions(model="short", running_mode="image", engine="litert")
+    found = 0
+    with FaceDetector(options) as square, FaceDetector(replace(options, trim_letterbox=True)) as trimmed:
+        assert trimmed._blazeface.trims and not square._blazeface.trims
+        for index, image in enumerate(frames):
+            frame = Frame(image, index, index)
+            expected, got = square.detect(frame), trimmed.detect(frame)
+            height, width = image.shape[:2]
+            assert trimmed._blazeface._window == trimmed_window(128, width, height)
+            assert len(got) == len(expected), f"frame {index}"
+            for want, have in zip(expected, got):
+                side = want.box_xyxy[2] - want.box_xyxy[0]
+                moved = max(abs(a - b) for a, b in zip(want.box_xyxy, have.box_xyxy))
+                assert moved <= (2 if width == 640 else 0.04 * side), f"frame {index}"
+                assert have.score == pytest.approx(want.score, abs=0.02), f"frame {index}"
+            found += len(got)
+    assert found >= 40
+
+
+def test_the_full_range_model_is_not_trimmed():
+    options = FaceDetectorOptions(model="full", running_mode="image", engine="litert", trim_letterbox=True)
+    with FaceDetector(options) as detector:
+        assert not detector._blazeface.trims
+        assert detector.detect(Frame(np.zeros((360, 640, 3), np.uint8), 0, 0)) == []
+        assert detector._blazeface._window == (0, 0, 192, 192)
 
 
 def test_litert_engine_runs_without_importing_mediapipe():

@@ -48,6 +48,7 @@ def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_
             "full",
             "--detector-engine",
             "litert",
+            "--trim-letterbox",
             "--min-confidence",
             "0.6",
             "--min-face-size",
@@ -64,7 +65,7 @@ def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_
     assert "3 frames" in result.output and "events.jsonl" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["detector_model"] == "full" and summary["stop_reason"] == "max_frames"
-    assert summary["detector_engine"] == "litert"
+    assert summary["detector_engine"] == "litert" and summary["trim_letterbox"] is True
     assert (out / "annotated.mp4").is_file()
 
 

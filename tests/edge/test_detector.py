@@ -29,6 +29,8 @@ from edge.types import Frame, SourceKind
         ({"model": "tiny"}, "model"),
         ({"running_mode": "stream"}, "running_mode"),
         ({"engine": "tflite"}, "engine"),
+        ({"engine": "litert", "trim_letterbox": "yes"}, "trim_letterbox"),
+        ({"trim_letterbox": True}, "trim_letterbox needs the litert engine"),
     ],
 )
 def test_options_are_validated(kwargs, field):
