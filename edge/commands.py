@@ -38,7 +38,7 @@ trim_option = click.option(
     "--trim-letterbox", is_flag=True,
     help="With --detector-engine litert: run the short-range face detector on only the part of its square "
     "input that holds the frame (96 of 128 rows for 16:9 and 4:3 video): about a quarter less detector time, "
-    "boxes a pixel or two from mediapipe's. The full-range model always takes its whole input.",
+    "boxes within a few pixels of mediapipe's. The full-range model always takes its whole input.",
 )
 _threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,

@@ -119,7 +119,7 @@ class FaceDetectorOptions:
     (litert engine) runs the short-range model on only the rows, or columns,
     of its square input that hold the frame: on 16:9 and 4:3 frames 96 of
     128, about a quarter less model time, and boxes that differ from the
-    task's by a pixel or two (``edge.blazeface``). The full-range model
+    task's by a few pixels (``edge.blazeface``). The full-range model
     always takes its whole input.
     """
 

@@ -175,7 +175,7 @@ def test_litert_engine_gives_the_mediapipe_tasks_boxes_on_real_faces(media, mode
         assert exact >= len(frames) - 10  # all but the photos and the portraits
 
 
-def test_trimmed_letterbox_finds_the_same_faces_a_pixel_or_two_apart(media):
+def test_trimmed_letterbox_finds_the_same_faces_a_few_pixels_apart(media):
     """The short-range model on the rows (or columns) that hold the frame: 96 of 128 for these
     frames. The network pads the cut edges with zeros where the square input had its -1 border,
     so boxes move by up to 4% of their side (2 pixels in the landscape clips) and scores by
