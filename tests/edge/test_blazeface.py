@@ -53,7 +53,8 @@ def test_trimmed_window_keeps_the_rows_that_hold_the_frame(size, frame, window):
 def test_a_windows_anchors_are_the_squares_anchors_inside_it_in_output_order(window):
     left, top, width, height = window
     square = anchor_centres(128) * 128
-    inside = (square[:, 0] > left) & (square[:, 0] < left + width) & (square[:, 1] > top) & (square[:, 1] < top + height)
+    x, y = square[:, 0], square[:, 1]
+    inside = (x > left) & (x < left + width) & (y > top) & (y < top + height)
     np.testing.assert_allclose(anchor_centres(128, window) * 128, square[inside])
 
 
@@ -176,8 +177,8 @@ def test_litert_engine_gives_the_mediapipe_tasks_boxes_on_real_faces(media, mode
 
 
 def test_trimmed_letterbox_finds_the_same_faces_a_few_pixels_apart(media):
-    """The short-range model on the rows (or columns) that hold the frame: 96 of 128 for these
-    frames. The network pads the cut edges with zeros where the square input had its -1 border,
+    """The short-range model on the rows (or columns) that hold the frame: 96 of 128 for all these
+    frames but the nearly square photo and its rotation. The network pads the cut edges with zeros where the square input had its -1 border,
     so boxes move by up to 4% of their side (2 pixels in the landscape clips) and scores by
     at most 0.02; one detector follows frames of every shape."""
     frames = _frames(media)
