@@ -178,9 +178,10 @@ def test_litert_engine_gives_the_mediapipe_tasks_boxes_on_real_faces(media, mode
 
 def test_trimmed_letterbox_finds_the_same_faces_a_few_pixels_apart(media):
     """The short-range model on the rows (or columns) that hold the frame: 96 of 128 for all these
-    frames but the nearly square photo and its rotation. The network pads the cut edges with zeros where the square input had its -1 border,
-    so boxes move by up to 4% of their side (2 pixels in the landscape clips) and scores by
-    at most 0.02; one detector follows frames of every shape."""
+    frames but the nearly square photo and its rotation. The network pads the cut edges with
+    zeros where the square input had its -1 border, so boxes move by up to 4% of their side
+    (2 pixels in the landscape clips) and scores by at most 0.02; one detector follows frames
+    of every shape."""
     frames = _frames(media)
     frames += [np.ascontiguousarray(np.rot90(image)) for image in frames[::8]]
     options = FaceDetectorOptions(model="short", running_mode="image", engine="litert")
