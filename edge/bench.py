@@ -137,6 +137,12 @@ class BenchOptions:
         """Worker threads the pipeline runs: ``workers`` when overlapped, else none but the caller."""
         return self.workers if self.overlapped else 1
 
+    def detector_options(self) -> FaceDetectorOptions:
+        """The face detector's options for the clip (a video): model, engine and letterbox."""
+        return FaceDetectorOptions(
+            model=self.detector, engine=self.detector_engine, trim_letterbox=self.trim_letterbox
+        ).resolve(SourceKind.VIDEO)
+
     @property
     def alternate_baseline(self) -> bool:
         """Whether the baseline runs on every other frame (sequential runs) rather than in blocks."""
@@ -150,7 +156,7 @@ class BenchOptions:
         object.__setattr__(
             self, "detector_engine", _enum_value(DetectorEngine, "detector_engine", self.detector_engine)
         )
-        FaceDetectorOptions(engine=self.detector_engine, trim_letterbox=self.trim_letterbox)  # refused now, not later
+        self.detector_options()  # a setting the detector refuses is refused now, not when the run starts
         _whole("frames", self.frames, 1)
         _whole("warmup_frames", self.warmup_frames, 0)
         _whole("fer_frames", self.fer_frames, 1)
@@ -179,9 +185,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
     spec = ModelSpec.load(model_dir)
     variant = spec.variant(options.variant)
     variant_name = next(name for name, value in spec.variants.items() if value is variant)
-    detector_options = FaceDetectorOptions(
-        model=options.detector, engine=options.detector_engine, trim_letterbox=options.trim_letterbox
-    ).resolve(SourceKind.VIDEO)
+    detector_options = options.detector_options()
     machine = machine_info()  # load average before the run starts
     with opencv_threads(RUNTIME_OPENCV_THREADS), tempfile.TemporaryDirectory(prefix="ers-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
