@@ -214,6 +214,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         kind = SourceKind.LIVE if options.realtime else SourceKind.VIDEO  # realtime plays the clip as a camera
         with Pipeline.from_options(pipeline_options, kind) as pipeline:
             model_threads, worker_cores = pipeline.model_threads, pipeline.cores
+            trims_letterbox = getattr(pipeline.detector, "trims_letterbox", False)
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path, scratch)
     stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds, baseline_wall_s = measured
@@ -273,7 +274,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
             "model_threads": model_threads,
             "detector": detector_options.model.value,
             "detector_engine": detector_options.engine.value,
-            "trim_letterbox": detector_options.trim_letterbox,
+            "trim_letterbox": trims_letterbox,  # what the detector did: the full-range model is never trimmed
             "decode_ahead": clip.decode_ahead,
             "decode_threads": clip.decode_threads,
             "overlap": options.overlapped,

@@ -126,7 +126,7 @@ class BenchReport:
         """The readable report ``ers bench`` prints."""
         s, m = self.settings, self.machine
         engine = f" on {s['detector_engine']}" if s.get("detector_engine", "mediapipe") != "mediapipe" else ""
-        if s.get("trim_letterbox") and s["detector"] == "short":
+        if s.get("trim_letterbox"):
             engine += ", letterbox trimmed"
         lines = [
             f"ers bench: {Path(s['source']).name} ({s['frame_size']})"

@@ -335,6 +335,12 @@ class FaceDetector:
         """The model in use (never ``auto``)."""
         return self.options.model
 
+    @property
+    def trims_letterbox(self) -> bool:
+        """Whether frames run on the trimmed letterbox: ``trim_letterbox`` asked for it and the model
+        takes it (the short-range one; the full-range model always runs on its whole input)."""
+        return self._blazeface is not None and self._blazeface.trims
+
     def detect(self, frame: Frame) -> list[FaceDetection]:
         """Face boxes of ``frame``, clipped to it, best first; empty when there is none."""
         if self._detector is None and self._blazeface is None:

@@ -357,6 +357,15 @@ def test_bench_help_lists_the_options():
         assert flag in result.output
 
 
+def test_the_full_range_model_is_reported_untrimmed(tmp_path, tiny_model_dir):
+    """--trim-letterbox with the full-range model: the report says what ran, a whole square input."""
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
+    report = benchmark(BenchOptions(source=clip, model_dir=tiny_model_dir, frames=3, warmup_frames=1, fer=False,
+                                    detector="full", detector_engine="litert", trim_letterbox=True))
+    assert report.settings["detector"] == "full" and report.settings["trim_letterbox"] is False
+    assert "detector full on litert, model threads" in report.table()
+
+
 def test_bench_cli_prints_the_table_and_writes_json(tmp_path, tiny_model_dir):
     clip = write_video(tmp_path / "clip.mp4", synthetic_frames(3), fps=10.0)
     args = ["bench", str(clip), "--model-dir", str(tiny_model_dir), "--frames", "3", "--warmup", "1", "--no-fer"]

@@ -187,7 +187,7 @@ def test_trimmed_letterbox_finds_the_same_faces_a_few_pixels_apart(media):
     options = FaceDetectorOptions(model="short", running_mode="image", engine="litert")
     found = 0
     with FaceDetector(options) as square, FaceDetector(replace(options, trim_letterbox=True)) as trimmed:
-        assert trimmed._blazeface.trims and not square._blazeface.trims
+        assert trimmed.trims_letterbox and not square.trims_letterbox
         for index, image in enumerate(frames):
             frame = Frame(image, index, index)
             expected, got = square.detect(frame), trimmed.detect(frame)
@@ -206,7 +206,7 @@ def test_trimmed_letterbox_finds_the_same_faces_a_few_pixels_apart(media):
 def test_the_full_range_model_is_not_trimmed():
     options = FaceDetectorOptions(model="full", running_mode="image", engine="litert", trim_letterbox=True)
     with FaceDetector(options) as detector:
-        assert not detector._blazeface.trims
+        assert not detector.trims_letterbox
         assert detector.detect(Frame(np.zeros((360, 640, 3), np.uint8), 0, 0)) == []
         assert detector._blazeface._window == (0, 0, 192, 192)
 

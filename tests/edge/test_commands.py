@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 import edge.pipeline as pipeline_module
@@ -32,7 +33,9 @@ def test_run_help_lists_the_options():
         assert flag in result.output
 
 
-def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_frame_video):
+@pytest.mark.parametrize(("detector", "trimmed"), [("full", False), ("short", True)])
+def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_frame_video, detector, trimmed):
+    """The summary says whether the letterbox was trimmed: the full-range model never is."""
     out = tmp_path / "out"
     result = CliRunner().invoke(
         cli,
@@ -45,7 +48,7 @@ def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_
             str(out),
             "--no-display",
             "--detector",
-            "full",
+            detector,
             "--detector-engine",
             "litert",
             "--trim-letterbox",
@@ -64,8 +67,8 @@ def test_run_writes_outputs_and_prints_a_summary(tmp_path, tiny_model_dir, five_
     assert result.exit_code == 0, result.output
     assert "3 frames" in result.output and "events.jsonl" in result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["detector_model"] == "full" and summary["stop_reason"] == "max_frames"
-    assert summary["detector_engine"] == "litert" and summary["trim_letterbox"] is True
+    assert summary["detector_model"] == detector and summary["stop_reason"] == "max_frames"
+    assert summary["detector_engine"] == "litert" and summary["trim_letterbox"] is trimmed
     assert (out / "annotated.mp4").is_file()
 
 
