@@ -120,16 +120,16 @@ def _shown(value: float, limit: float) -> str:
 
 
 def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
-    lines = [f"{'target':<46}{'median':>9}{'range':>22}  {'limit':<10}{'met':<4}rounds met"]
+    lines = [f"{'target':<46}{'median':>9}{'range':>22}  {'limit':<12}{'met':<4}rounds met"]
     for row in rows:
         unit = row["unit"] if row["unit"] in ("%", "x") else f" {row['unit']}"
         limit = f"{'>=' if row['at_least'] else '<='} {row['limit']:g}{unit}"
         spread = f"{_shown(row['min'], row['limit'])} to {_shown(row['max'], row['limit'])}"
-        lines.append(f"{row['target']:<46}{_shown(row['median'], row['limit']):>9}{spread:>22}  {limit:<10}"
+        lines.append(f"{row['target']:<46}{_shown(row['median'], row['limit']):>9}{spread:>22}  {limit:<12}"
                      f"{'yes' if row['met'] else 'no':<4}{row['rounds_met']}/{len(row['values'])}")
     if fer is not None:
         name = f"ers against fer ({fer['ers_fps']:.0f} / {fer['fer_fps']:.1f} FPS)"
-        lines.append(f"{name:<46}{fer['ratio']:>9.2f}{'':>22}  {'>= 10x':<10}{'yes' if fer['met'] else 'no'}")
+        lines.append(f"{name:<46}{fer['ratio']:>9.2f}{'':>22}  {'>= 10x':<12}{'yes' if fer['met'] else 'no'}")
     return "\n".join(lines)
 
 
