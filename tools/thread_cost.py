@@ -14,7 +14,15 @@ sleep (voluntary context switches, from Linux's ``/proc``). Alone, a loop
 sleeps only while mediapipe's detector works on threads of its own; in
 threads, every further sleep is a wait for the GIL that the other loop holds.
 
+``--by-call`` also says where in a frame those waits land: each loop times
+its calls that let go of the GIL (decoding the next frame; OpenCV's
+``cvtColor``, ``warpAffine`` and ``resize`` and LiteRT's ``invoke`` inside
+the pipeline) and prints their milliseconds per frame beside the rest of the
+frame (Python and numpy). A wait for the GIL ends such a call, so it counts
+in that call's time. Its wrappers cost a few microseconds a call.
+
     python tools/thread_cost.py --detector-engine litert --rounds 3
+    python tools/thread_cost.py --detector-engine litert --by-call --arrangement alone --arrangement threads
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import cv2  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
 from edge.benchclips import LoopedClip, sample_clip  # noqa: E402
 from edge.classifier import EmotionClassifier  # noqa: E402
 from edge.commands import engine_option  # noqa: E402
@@ -46,10 +57,45 @@ from edge.types import SourceKind  # noqa: E402
 ARRANGEMENTS = ("alone", "threads", "processes")
 
 
+CALLS = ("decode", "opencv", "invoke", "rest")  # --by-call's parts of a frame, in its table's order
+TIMED_OPENCV = ("cvtColor", "warpAffine", "resize")  # the OpenCV calls the pipeline makes for a face
+
+
 class LoopTimes(NamedTuple):
     p50_ms: float
     p95_ms: float
     sleeps_per_frame: float | None  # None where /proc has no per-thread counts
+    calls_ms: dict[str, float] | None = None  # --by-call: mean ms per frame of each of CALLS
+
+
+_clock = threading.local()  # .seconds: the calling thread's seconds per kind of call, while it keeps count
+
+
+def _counted(kind: str, function):
+    """``function`` timed into the calling thread's count of ``kind`` calls, when it keeps one."""
+
+    def timed(*args, **kwargs):
+        seconds = getattr(_clock, "seconds", None)
+        if seconds is None:
+            return function(*args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            seconds[kind] += time.perf_counter() - started
+
+    timed.counted = True
+    return timed
+
+
+def install_call_clock() -> None:
+    """Wrap the pipeline's OpenCV calls and LiteRT's invoke so that a thread keeping a count
+    (``_clock.seconds``) gets their times; once per process, and free for the others."""
+    for name in TIMED_OPENCV:
+        if not getattr(getattr(cv2, name), "counted", False):
+            setattr(cv2, name, _counted("opencv", getattr(cv2, name)))
+    if not getattr(Interpreter.invoke, "counted", False):
+        Interpreter.invoke = _counted("invoke", Interpreter.invoke)
 
 
 def _sleeps() -> int | None:
@@ -64,9 +110,13 @@ def _sleeps() -> int | None:
     return None
 
 
-def frame_loop(core: int, clip: Path, engine: str, frames: int, warmup: int, start) -> LoopTimes:
+def frame_loop(core: int, clip: Path, engine: str, frames: int, warmup: int, start, by_call: bool = False
+               ) -> LoopTimes:
     """Decode and process ``frames`` frames of ``clip`` after ``warmup``, on ``core`` with the threads its
-    detector starts; ``start`` (a barrier, or None) lines the timed frames up with the other loop's."""
+    detector starts; ``start`` (a barrier, or None) lines the timed frames up with the other loop's.
+    ``by_call``: also the mean time per frame of each of ``CALLS``."""
+    if by_call:
+        install_call_clock()
     with pinned(core), EmotionClassifier.from_dir(DEFAULT_MODEL_DIR, num_threads=1) as classifier, \
             FaceDetector(FaceDetectorOptions(engine=engine).resolve(SourceKind.VIDEO), num_threads=1) as detector:
         pipeline = Pipeline(detector, classifier)  # on the core already: pinned once, as an overlapped worker is
@@ -77,22 +127,35 @@ def frame_loop(core: int, clip: Path, engine: str, frames: int, warmup: int, sta
         if start is not None:
             start.wait()
         latency = np.zeros(frames)
+        seconds = dict.fromkeys(CALLS, 0.0)
         slept = _sleeps()
         for index in range(frames):
             started = time.perf_counter()
             frame = next(iterator)
-            pipeline.process(frame)
-            latency[index] = time.perf_counter() - started - looped.reopen_at.get(frame.index, 0.0)
+            decoded = time.perf_counter()
+            if by_call:
+                _clock.seconds = seconds  # the calls the pipeline makes for this frame count
+            try:
+                pipeline.process(frame)
+            finally:
+                _clock.seconds = None
+            reopen = looped.reopen_at.get(frame.index, 0.0)
+            latency[index] = time.perf_counter() - started - reopen
+            seconds["decode"] += decoded - started - reopen
         after = _sleeps()
     sleeps = (after - slept) / frames if slept is not None and after is not None else None
-    return LoopTimes(1e3 * float(np.percentile(latency, 50)), 1e3 * float(np.percentile(latency, 95)), sleeps)
+    calls = None
+    if by_call:
+        seconds["rest"] = float(latency.sum()) - sum(seconds[kind] for kind in CALLS if kind != "rest")
+        calls = {kind: 1e3 * seconds[kind] / frames for kind in CALLS}
+    return LoopTimes(1e3 * float(np.percentile(latency, 50)), 1e3 * float(np.percentile(latency, 95)), sleeps, calls)
 
 
-def _in_process(results, core: int, *args) -> None:
+def _in_process(results, core: int, *args, by_call: bool = False) -> None:
     """``frame_loop`` in a process of its own: its times, or what stopped it, go to ``results``."""
     start = args[-1]
     try:
-        results.put((core, frame_loop(core, *args)))
+        results.put((core, frame_loop(core, *args, by_call=by_call)))
     except BaseException as error:
         start.abort()  # the other loop stops waiting for this one
         results.put((core, f"{type(error).__name__}: {error}"))
@@ -103,13 +166,14 @@ def _failed(failures: list[str]) -> click.ClickException:
 
 
 def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine: str, frames: int,
-                    warmup: int) -> list[LoopTimes]:
-    """The times of each loop of one arrangement: ``alone`` (one loop), ``threads`` or ``processes`` (two)."""
+                    warmup: int, by_call: bool = False) -> list[LoopTimes]:
+    """The times of each loop of one arrangement: ``alone`` (one loop), ``threads`` or ``processes`` (two);
+    ``by_call``: with the times of its calls (``frame_loop``)."""
     args = (clip, engine, frames, warmup)
     failures: list[str] = []
     if arrangement == "alone":
         try:
-            return [frame_loop(cores[0], *args, None)]
+            return [frame_loop(cores[0], *args, None, by_call=by_call)]
         except Exception as error:
             raise _failed([f"core {cores[0]}: {type(error).__name__}: {error}"]) from None
     if arrangement == "threads":
@@ -118,7 +182,7 @@ def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine
 
         def loop(core: int) -> None:
             try:
-                times.append(frame_loop(core, *args, start))
+                times.append(frame_loop(core, *args, start, by_call=by_call))
             except BaseException as error:
                 start.abort()
                 failures.append(f"core {core}: {type(error).__name__}: {error}")
@@ -133,8 +197,8 @@ def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine
         return times
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(2), context.Queue()
-    processes = [context.Process(target=_in_process, args=(results, core, *args, start), daemon=True)
-                 for core in cores]
+    processes = [context.Process(target=_in_process, args=(results, core, *args, start),
+                                 kwargs={"by_call": by_call}, daemon=True) for core in cores]
     for process in processes:
         process.start()
     loops: list[LoopTimes] = []
@@ -169,8 +233,10 @@ def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--arrangement", "arrangements", multiple=True, type=click.Choice(ARRANGEMENTS),
               default=ARRANGEMENTS, show_default=True, help="Which to time; repeat for several.")
+@click.option("--by-call", is_flag=True,
+              help="Also time each loop's calls that let go of the GIL: where a frame's waits for it land.")
 def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, rounds: int,
-         arrangements: tuple[str, ...]) -> None:
+         arrangements: tuple[str, ...], by_call: bool) -> None:
     """Frame p50 and p95 of one frame loop alone, two in threads and two in processes, in turn."""
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(usable) < 2:
@@ -180,7 +246,7 @@ def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, roun
     measured: dict[str, list[LoopTimes]] = {name: [] for name in ARRANGEMENTS if name in arrangements}
     for number in range(1, rounds + 1):
         for arrangement in measured:
-            loops = run_arrangement(arrangement, cores, clip, detector_engine, frames, warmup)
+            loops = run_arrangement(arrangement, cores, clip, detector_engine, frames, warmup, by_call)
             measured[arrangement].extend(loops)
             click.echo(f"round {number}/{rounds}, {arrangement}: "
                        + ", ".join(f"p50 {loop.p50_ms:.3f} p95 {loop.p95_ms:.3f} ms" for loop in loops), err=True)
@@ -192,6 +258,20 @@ def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, roun
         click.echo(f"{arrangement:<12} {statistics.median(loop.p50_ms for loop in loops):>7.3f} ms "
                    f"{statistics.median(loop.p95_ms for loop in loops):>7.3f} ms "
                    f"{statistics.median(sleeps) if sleeps else float('nan'):>17.2f}")
+    if by_call:
+        click.echo(calls_table(measured))
+
+
+def calls_table(measured: dict[str, list[LoopTimes]]) -> str:
+    """Mean ms per frame of each part of a frame (``CALLS``), medians over the loops of each arrangement."""
+    labels = {"decode": "decode", "opencv": "OpenCV", "invoke": "invoke", "rest": "the rest"}
+    lines = ["ms per frame: decoding the next frame; OpenCV's " + ", ".join(TIMED_OPENCV) + " and LiteRT's invoke "
+             "in the pipeline; the rest (Python, numpy)",
+             f"{'arrangement':<12}" + "".join(f"{labels[kind]:>10}" for kind in CALLS)]
+    for arrangement, loops in measured.items():
+        lines.append(f"{arrangement:<12}" + "".join(
+            f"{statistics.median(loop.calls_ms[kind] for loop in loops):>10.3f}" for kind in CALLS))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

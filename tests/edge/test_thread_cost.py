@@ -6,6 +6,7 @@ import os
 import re
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from edge_testing import synthetic_frames, write_video
@@ -71,3 +72,39 @@ def test_a_loop_that_fails_alone_or_in_a_process_says_why(tool, tmp_path, monkey
     cores = tuple(sorted(os.sched_getaffinity(0))[:2])
     with pytest.raises(click.ClickException, match=r"a frame loop failed: core \d+: .*bad engine"):
         tool.run_arrangement(arrangement, cores, clip, "bad engine", 100, 0)
+
+
+@pytest.fixture()
+def call_clock_restored(tool, monkeypatch):
+    """The tool wraps OpenCV's and LiteRT's calls for good in its process; here, for one test."""
+    for name in tool.TIMED_OPENCV:
+        monkeypatch.setattr(tool.cv2, name, getattr(tool.cv2, name))
+    monkeypatch.setattr(tool.Interpreter, "invoke", tool.Interpreter.invoke)
+
+
+def test_by_call_splits_a_frame_into_the_calls_that_let_go_of_the_gil(tool, tmp_path, call_clock_restored):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64), fps=10.0)
+    core = sorted(os.sched_getaffinity(0))[-1]
+    times = tool.frame_loop(core, clip, "litert", frames=20, warmup=4, start=None, by_call=True)
+    assert list(times.calls_ms) == list(tool.CALLS)
+    # no face in these frames: the letterbox's warpAffine and the detector's invoke are all there is to time
+    assert times.calls_ms["decode"] > 0 and times.calls_ms["opencv"] > 0 and times.calls_ms["invoke"] > 0
+    assert times.calls_ms["rest"] > 0
+    wrapped = tool.cv2.resize
+    tool.install_call_clock()  # once a process: no wrapper around a wrapper
+    assert tool.cv2.resize is wrapped and wrapped.counted
+    tool.cv2.resize(np.zeros((8, 8), np.uint8), (4, 4))  # a call outside a counting loop is not counted
+    assert tool._clock.seconds is None
+    assert tool.frame_loop(core, clip, "litert", frames=20, warmup=4, start=None).calls_ms is None
+
+
+def test_by_call_prints_each_arrangements_calls(tool, tmp_path, call_clock_restored):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64) * 5, fps=10.0)
+    result = CliRunner().invoke(tool.main, ["--clip", str(clip), "--detector-engine", "litert", "--frames", "100",
+                                            "--warmup", "2", "--rounds", "1", "--by-call",
+                                            "--arrangement", "alone", "--arrangement", "threads"])
+    assert result.exit_code == 0, result.output
+    assert "decode    OpenCV    invoke  the rest" in result.output
+    rows = re.findall(r"^(alone|threads)((?:\s+[\d.]+){4})$", result.output, flags=re.M)
+    assert [name for name, _ in rows] == ["alone", "threads"]
+    assert all(float(value) > 0 for _, values in rows for value in values.split())
