@@ -18,8 +18,9 @@ threads, every further sleep is a wait for the GIL that the other loop holds.
 its calls that let go of the GIL (decoding the next frame; OpenCV's
 ``cvtColor``, ``warpAffine`` and ``resize`` and LiteRT's ``invoke`` inside
 the pipeline) and prints their milliseconds per frame beside the rest of the
-frame (Python and numpy). A wait for the GIL ends such a call, so it counts
-in that call's time. Its wrappers cost a few microseconds a call.
+frame (Python and numpy, and with the mediapipe engine its detector's call).
+A wait for the GIL ends such a call, so it counts in that call's time. Its
+wrappers cost a few microseconds a call.
 
     python tools/thread_cost.py --detector-engine litert --rounds 3
     python tools/thread_cost.py --detector-engine litert --by-call --arrangement alone --arrangement threads
@@ -259,14 +260,15 @@ def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, roun
                    f"{statistics.median(loop.p95_ms for loop in loops):>7.3f} ms "
                    f"{statistics.median(sleeps) if sleeps else float('nan'):>17.2f}")
     if by_call:
-        click.echo(calls_table(measured))
+        click.echo(calls_table(measured, detector_engine))
 
 
-def calls_table(measured: dict[str, list[LoopTimes]]) -> str:
+def calls_table(measured: dict[str, list[LoopTimes]], engine: str) -> str:
     """Mean ms per frame of each part of a frame (``CALLS``), medians over the loops of each arrangement."""
     labels = {"decode": "decode", "opencv": "OpenCV", "invoke": "invoke", "rest": "the rest"}
+    rest = "Python and numpy" + (", and mediapipe's face detector" if engine == "mediapipe" else "")
     lines = ["ms per frame: decoding the next frame; OpenCV's " + ", ".join(TIMED_OPENCV) + " and LiteRT's invoke "
-             "in the pipeline; the rest (Python, numpy)",
+             f"in the pipeline; the rest ({rest})",
              f"{'arrangement':<12}" + "".join(f"{labels[kind]:>10}" for kind in CALLS)]
     for arrangement, loops in measured.items():
         lines.append(f"{arrangement:<12}" + "".join(
