@@ -18,6 +18,13 @@ task's graph (``face_detector_graph.cc``) does:
 4. boxes back to frame pixels, corner and size truncated to whole pixels as
    the task reports them.
 
+Steps 2-4 touch only the few boxes whose raw score clears the threshold's
+logit (a handful per face), and in plain Python: on so few numbers each numpy
+call costs more than its arithmetic, and in an overlapped run every
+microsecond this thread holds the GIL is one the other worker may wait for
+(README, ``tools/thread_cost.py --by-call``). Scores stay float32, as the
+task's; boxes are decoded in float64, which truncates to the same pixels.
+
 With ``trim=True`` the short-range model skips most of the letterbox: its
 network is fully convolutional, so it also runs on a part of the square input,
 here the rows (or columns) that hold the frame, rounded out to whole cells of
@@ -38,6 +45,7 @@ Keypoints are not decoded: nothing downstream uses them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -82,6 +90,16 @@ def anchor_centres(input_size: int, window: tuple[int, int, int, int] | None = N
     return np.concatenate(centres).astype(np.float32)
 
 
+def _logit_floor(min_score: float) -> float:
+    """A raw score below which the sigmoid stays under ``min_score``, with room for float32 rounding
+    (a millionth of a score): what the floor lets through still gets the exact test."""
+    below = min_score - 1e-6
+    if below <= 0.0:
+        return -math.inf
+    below = min(below, 1.0 - 1e-6)
+    return math.log(below / (1.0 - below))
+
+
 def trimmed_window(input_size: int, width: int, height: int) -> tuple[int, int, int, int]:
     """The part (left, top, width, height) of a model's square input that holds a ``width`` x ``height``
     frame letterboxed into it, rounded out to whole cells of its coarsest grid; all of it for a
@@ -98,37 +116,41 @@ def trimmed_window(input_size: int, width: int, height: int) -> tuple[int, int, 
     return start, 0, end - start, input_size
 
 
-def weighted_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[tuple[np.ndarray, float]]:
-    """Clusters of ``boxes`` (N, 4 xyxy) overlapping the best remaining one by IoU above ``threshold``.
+Candidate = tuple[float, float, float, float, float]  # (score, x1, y1, x2, y2), box corners in input units
 
-    Each cluster gives its score-weighted mean box and its best score, best
-    cluster first, as mediapipe's WEIGHTED suppression does. The overlaps of
-    every pair are computed once, up front: each cluster then costs a few
-    array operations instead of a pass over the boxes left, which added up
-    with several faces in a frame (each keeps several boxes).
+
+def weighted_nms(candidates: Sequence[Candidate], threshold: float) -> list[Candidate]:
+    """Clusters of ``candidates`` overlapping the best remaining one by IoU above ``threshold``.
+
+    Each cluster gives its score-weighted mean box with its best score, best
+    cluster first, as mediapipe's WEIGHTED suppression does; equal scores keep
+    their order. Plain Python on purpose: a face leaves a handful of boxes,
+    and on so few numbers numpy's per-call cost, paid with caches the model's
+    invoke has just emptied, is most of the work; it also holds the GIL that an
+    overlapped run's other worker waits for (README, "tools/thread_cost.py").
     """
-    if len(scores) == 0:
-        return []
-    order = np.argsort(-scores, kind="stable")
-    boxes, scores = boxes[order], scores[order]
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    inter = (np.minimum.outer(x2, x2) - np.maximum.outer(x1, x1)).clip(0) * (
-        np.minimum.outer(y2, y2) - np.maximum.outer(y1, y1)
-    ).clip(0)
-    union = np.add.outer(areas, areas) - inter
-    overlaps = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0) > threshold
+    remaining = sorted(candidates, key=lambda candidate: candidate[0], reverse=True)
     merged = []
-    remaining = np.ones(len(scores), bool)
-    while True:
-        top = int(remaining.argmax())
-        if not remaining[top]:
-            return merged
-        cluster = remaining & overlaps[top]
-        cluster[top] = True  # the best box belongs to its own cluster, even a degenerate one
-        weights = scores[cluster]
-        merged.append(((boxes[cluster] * weights[:, None]).sum(axis=0) / weights.sum(), float(scores[top])))
-        remaining &= ~cluster
+    while remaining:
+        top = remaining[0]
+        _, left, upper, right, lower = top
+        top_area = (right - left) * (lower - upper)
+        cluster, rest = [top], []
+        for candidate in remaining[1:]:
+            _, x1, y1, x2, y2 = candidate
+            width = min(x2, right) - max(x1, left)
+            height = min(y2, lower) - max(y1, upper)
+            inter = (width if width > 0.0 else 0.0) * (height if height > 0.0 else 0.0)
+            union = top_area + (x2 - x1) * (y2 - y1) - inter
+            (cluster if union > 0.0 and inter / union > threshold else rest).append(candidate)
+        total = sum(candidate[0] for candidate in cluster)
+        if total > 0.0:
+            box = [sum(candidate[0] * candidate[side] for candidate in cluster) / total for side in range(1, 5)]
+        else:  # every score 0 (a threshold of 0): the plain mean
+            box = [sum(candidate[side] for candidate in cluster) / len(cluster) for side in range(1, 5)]
+        merged.append((top[0], *box))
+        remaining = rest
+    return merged
 
 
 class BlazeFace:
@@ -162,7 +184,7 @@ class BlazeFace:
         if set(by_width) != {1, 16}:
             raise ManifestError(f"not a BlazeFace model: outputs of widths {sorted(by_width)} (expected 1 and 16)")
         self._boxes_index, self._scores_index = by_width[16], by_width[1]
-        self._anchors = anchor_centres(self.input_size)
+        self._anchors = anchor_centres(self.input_size).tolist()  # (x, y) per output box, as Python floats
         boxes = int(outputs[0]["shape"][1])
         if boxes != len(self._anchors):
             raise ManifestError(
@@ -171,6 +193,10 @@ class BlazeFace:
             )
         self.min_score = float(min_score)
         self.suppression_threshold = float(suppression_threshold)
+        self._logit_floor = _logit_floor(self.min_score)
+        # the task compares float32 scores and overlaps with its float32 thresholds: so do these
+        self._min_score32 = float(np.float32(self.min_score))
+        self._threshold32 = float(np.float32(self.suppression_threshold))
         self.trims = bool(trim) and self.input_size in TRIM_STRIDE
         self._window = (0, 0, self.input_size, self.input_size)  # the part of the square input the model runs on
         self._warped = np.empty((self.input_size, self.input_size, 3), np.uint8)
@@ -178,6 +204,7 @@ class BlazeFace:
         self._warp = np.zeros((2, 3), np.float32)  # input pixel -> frame pixel
         self._window_warp = self._warp  # pixel of the window the model runs on -> frame pixel
         self._side = float(self.input_size)  # the padded frame's side, in frame pixels
+        self._offset = (0.0, 0.0)
 
     def _letterbox(self, image_rgb: np.ndarray) -> None:
         """Warp ``image_rgb`` into the model input, in [-1, 1]."""
@@ -190,6 +217,7 @@ class BlazeFace:
                 [[scale, 0.0, (width - side) / 2.0], [0.0, scale, (height - side) / 2.0]], np.float32
             )
             self._side = float(side)
+            self._offset = ((width - side) / 2.0, (height - side) / 2.0)  # the padded frame's corner, in frame pixels
             self._frame_size = (width, height)
             if self.trims:
                 self._fit_window(trimmed_window(self.input_size, width, height))
@@ -218,7 +246,7 @@ class BlazeFace:
             raise ManifestError(f"the face detector model cannot run on a {width}x{height} input: {error}") from None
         self._window = window
         self._warped = np.empty((height, width, 3), np.uint8)
-        self._anchors = anchor_centres(self.input_size, window)
+        self._anchors = anchor_centres(self.input_size, window).tolist()
 
     def detect(self, image_rgb: np.ndarray) -> list[tuple[int, int, int, int, float]]:
         """``(left, top, right, bottom, score)`` per face of an RGB uint8 frame, best first (not clipped)."""
@@ -226,24 +254,40 @@ class BlazeFace:
             raise RuntimeError("detect() called on a closed BlazeFace")
         self._letterbox(image_rgb)
         self._interpreter.invoke()
-        raw_scores = self._interpreter.get_tensor(self._scores_index)[0, :, 0]
-        with np.errstate(over="ignore"):  # exp(100) is beyond float32: the score is then 0, as in mediapipe
-            scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -SCORE_CLIP, SCORE_CLIP)))
-        keep = np.flatnonzero(scores >= self.min_score)
-        if keep.size == 0:
-            return []
-        raw = self._interpreter.tensor(self._boxes_index)()[0, keep, :4] / np.float32(self.input_size)  # a copy
-        centres = self._anchors[keep] + raw[:, :2]
-        half = raw[:, 2:] / 2.0
-        boxes = np.concatenate([centres - half, centres + half], axis=1)
-        to_pixels = self._side
-        offset_x, offset_y = self._warp[0, 2], self._warp[1, 2]
+        to_pixels, (offset_x, offset_y) = self._side, self._offset
         faces = []
-        for (x1, y1, x2, y2), score in weighted_nms(boxes, scores[keep], self.suppression_threshold):
+        for score, x1, y1, x2, y2 in weighted_nms(self._candidates(), self._threshold32):
             left, top = x1 * to_pixels + offset_x, y1 * to_pixels + offset_y
             x, y = int(left), int(top)  # corner and size each truncated to whole pixels
             faces.append((x, y, x + int((x2 - x1) * to_pixels), y + int((y2 - y1) * to_pixels), score))
         return faces
+
+    def _candidates(self) -> list[Candidate]:
+        """The boxes of the last invoke scoring at least ``min_score``, decoded at their anchors.
+
+        Only the few raw scores above ``_logit_floor`` get the sigmoid, in
+        float32 as the task computes it, and the test against ``min_score``;
+        the boxes that pass are decoded in Python (see ``weighted_nms``).
+        """
+        logits = self._interpreter.tensor(self._scores_index)()[0, :, 0]  # a view: no copy of every score
+        keep = np.flatnonzero(logits >= self._logit_floor)
+        if keep.size == 0:
+            return []
+        with np.errstate(over="ignore"):  # exp(100) is beyond float32: the score is then 0, as in mediapipe
+            clipped = np.minimum(np.maximum(logits[keep], -SCORE_CLIP), SCORE_CLIP)
+            scores = (1.0 / (1.0 + np.exp(-clipped))).tolist()
+        del logits  # LiteRT refuses to run while a view of its buffers is alive
+        rows = self._interpreter.tensor(self._boxes_index)()[0, keep, :4].tolist()  # a copy
+        size, anchors, min_score = float(self.input_size), self._anchors, self._min_score32
+        candidates = []
+        for index, score, (dx, dy, width, height) in zip(keep.tolist(), scores, rows):
+            if score >= min_score:
+                anchor_x, anchor_y = anchors[index]
+                centre_x, centre_y = anchor_x + dx / size, anchor_y + dy / size
+                half_width, half_height = width / size / 2.0, height / size / 2.0
+                candidates.append((score, centre_x - half_width, centre_y - half_height,
+                                   centre_x + half_width, centre_y + half_height))
+        return candidates
 
     def close(self) -> None:
         """Release the interpreter; safe to call twice."""

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge.blazeface import BlazeFace, anchor_centres, trimmed_window, weighted_nms
+from edge.blazeface import SCORE_CLIP, BlazeFace, _logit_floor, anchor_centres, trimmed_window, weighted_nms
 from edge.detector import DetectorModelName, FaceDetector, FaceDetectorOptions
 from edge.errors import ManifestError
 from edge.types import Frame
@@ -59,28 +59,28 @@ def test_a_windows_anchors_are_the_squares_anchors_inside_it_in_output_order(win
 
 
 def test_weighted_nms_merges_each_cluster_into_its_score_weighted_box():
-    boxes = np.array(
-        [
-            [0.10, 0.10, 0.30, 0.30],  # a face, two boxes
-            [0.60, 0.60, 0.80, 0.80],  # a second face, alone
-            [0.12, 0.12, 0.32, 0.32],
-            [0.20, 0.20, 0.40, 0.40],  # IoU 0.14 with the best: a face of its own at threshold 0.3
-        ],
-        np.float32,
-    )
-    scores = np.array([0.9, 0.8, 0.6, 0.75], np.float32)
-    merged = weighted_nms(boxes, scores, 0.3)
-    assert [round(score, 2) for _, score in merged] == [0.9, 0.8, 0.75]
-    np.testing.assert_allclose(merged[0][0], (0.9 * boxes[0] + 0.6 * boxes[2]) / 1.5, rtol=1e-6)
-    np.testing.assert_allclose(merged[1][0], boxes[1])
-    np.testing.assert_allclose(merged[2][0], boxes[3])
-    assert len(weighted_nms(boxes, scores, 0.1)) == 2  # a looser threshold takes the third box in
-    degenerate = weighted_nms(np.zeros((1, 4), np.float32), np.array([0.8], np.float32), 0.3)
-    assert len(degenerate) == 1
+    candidates = [
+        (0.9, 0.10, 0.10, 0.30, 0.30),  # a face, two boxes
+        (0.8, 0.60, 0.60, 0.80, 0.80),  # a second face, alone
+        (0.6, 0.12, 0.12, 0.32, 0.32),
+        (0.75, 0.20, 0.20, 0.40, 0.40),  # IoU 0.14 with the best: a face of its own at threshold 0.3
+    ]
+    merged = weighted_nms(candidates, 0.3)
+    assert [score for score, *_ in merged] == [0.9, 0.8, 0.75]
+    first, second = np.array(candidates[0][1:]), np.array(candidates[2][1:])
+    np.testing.assert_allclose(merged[0][1:], (0.9 * first + 0.6 * second) / 1.5, rtol=1e-12)
+    np.testing.assert_allclose(merged[1:], [candidates[1], candidates[3]], rtol=1e-12)
+    assert len(weighted_nms(candidates, 0.1)) == 2  # a looser threshold takes the third box in
+    assert weighted_nms([(0.8, 0.0, 0.0, 0.0, 0.0)], 0.3) == [(0.8, 0.0, 0.0, 0.0, 0.0)]  # degenerate: alone
+    tied = [(0.5, 0.0, 0.0, 0.1, 0.1), (0.5, 0.5, 0.5, 0.6, 0.6)]
+    np.testing.assert_allclose(weighted_nms(tied, 0.3), tied, rtol=1e-12)  # equal scores keep their order
+    unscored = weighted_nms([(0.0, 0.0, 0.0, 0.2, 0.2), (0.0, 0.0, 0.0, 0.4, 0.4)], 0.2)
+    np.testing.assert_allclose(unscored, [(0.0, 0.0, 0.0, 0.3, 0.3)], rtol=1e-12)  # no weight: the plain mean
+    assert weighted_nms([], 0.3) == []
 
 
 def _one_pass_per_cluster(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list:
-    """The suppression written the plain way: each cluster compares the best box left with the rest."""
+    """The suppression written with arrays: each cluster compares the best box left with the rest."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores = boxes[order], scores[order]
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -94,33 +94,53 @@ def _one_pass_per_cluster(boxes: np.ndarray, scores: np.ndarray, threshold: floa
         cluster = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0) > threshold
         cluster[0] = True
         weights = scores[remaining[cluster]]
-        merged.append(((rest[cluster] * weights[:, None]).sum(axis=0) / weights.sum(), float(scores[remaining[0]])))
+        box = (rest[cluster] * weights[:, None]).sum(axis=0) / weights.sum() if weights.sum() > 0 else \
+            rest[cluster].mean(axis=0)
+        merged.append((float(scores[remaining[0]]), *box.tolist()))
         remaining = remaining[~cluster]
     return merged
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered in divide")  # clusters whose scores are all 0
-def test_weighted_nms_gives_the_plain_suppressions_results_to_the_bit():
+def test_weighted_nms_gives_what_the_suppression_with_arrays_gives():
+    """Random boxes, with duplicates, tied scores and degenerate boxes: the same clusters, in the
+    same order, and the same boxes but for the order of a sum (numpy adds 8 or more in pairs)."""
     rng = np.random.default_rng(7)
-    assert weighted_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.3) == []
     for trial in range(2000):
         count = int(rng.integers(1, 30))
-        centres = rng.random((count, 2)).astype(np.float32)
-        sizes = (rng.random((count, 2)) * 0.3).astype(np.float32)
+        centres = rng.random((count, 2))
+        sizes = rng.random((count, 2)) * 0.3
         if trial % 4 == 0:  # duplicate boxes and tied scores
             centres, sizes = np.round(centres * 4) / 4, np.round(sizes * 8) / 8
-        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1).astype(np.float32)
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
         if trial % 7 == 0:
             boxes[:2] = 0.0  # degenerate boxes
-        scores = rng.random(count).astype(np.float32)
+        scores = rng.random(count)
         if trial % 3 == 0:
             scores = np.round(scores * 4) / 4
         threshold = float(rng.choice([0.0, 0.1, 0.3, 0.5, 1.0]))
         expected = _one_pass_per_cluster(boxes, scores, threshold)
-        merged = weighted_nms(boxes, scores, threshold)
-        assert [score for _, score in merged] == [score for _, score in expected]
-        for (box, _), (expected_box, _) in zip(merged, expected):
-            np.testing.assert_array_equal(box, expected_box)
+        merged = weighted_nms([(score, *box) for score, box in zip(scores.tolist(), boxes.tolist())], threshold)
+        assert [score for score, *_ in merged] == [score for score, *_ in expected]
+        np.testing.assert_allclose([box for _, *box in merged], [box for _, *box in expected], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("min_score", [0.0, 1e-7, 0.3, 0.5, 0.7, 0.999999, 1.0])
+def test_the_logit_floor_lets_through_every_score_that_reaches_min_score(min_score):
+    """Only raw scores above the floor get the sigmoid: none that reaches min_score in float32 may be
+    below it, near the threshold or far (min_score 1 passes the scores that round to 1)."""
+    floor = _logit_floor(min_score)
+    centre = np.float32(np.log(min(max(min_score, 1e-30), 1 - 1e-7) / (1 - min(max(min_score, 1e-30), 1 - 1e-7))))
+    logits = np.concatenate([
+        np.linspace(-120, 120, 200_001, dtype=np.float32),
+        centre + np.arange(-5000, 5001, dtype=np.float32) * np.spacing(np.abs(centre) + np.float32(1e-3)),
+    ]).astype(np.float32)
+    with np.errstate(over="ignore"):
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -SCORE_CLIP, SCORE_CLIP)))
+    passing = scores >= np.float32(min_score)
+    assert passing.any() or min_score == 1.0 and not (scores >= 1.0).any()
+    assert (logits[passing] >= floor).all()
+    if min_score > 1e-6:  # and it lies just below the threshold: it lets through few scores that fail
+        assert 1.0 / (1.0 + np.exp(-floor)) > min(min_score, 1.0 - 1e-6) - 2e-6
 
 
 def test_a_model_without_blazeface_outputs_is_refused(tiny_model_dir):
