@@ -183,7 +183,9 @@ class BlazeFace:
         by_width = {int(detail["shape"][-1]): detail["index"] for detail in outputs}
         if set(by_width) != {1, 16}:
             raise ManifestError(f"not a BlazeFace model: outputs of widths {sorted(by_width)} (expected 1 and 16)")
-        self._boxes_index, self._scores_index = by_width[16], by_width[1]
+        # each returns a fresh view of its output (safe to keep, unlike a view; see _candidates)
+        self._boxes_view = self._interpreter.tensor(by_width[16])
+        self._scores_view = self._interpreter.tensor(by_width[1])
         self._anchors = anchor_centres(self.input_size).tolist()  # (x, y) per output box, as Python floats
         boxes = int(outputs[0]["shape"][1])
         if boxes != len(self._anchors):
@@ -269,15 +271,18 @@ class BlazeFace:
         float32 as the task computes it, and the test against ``min_score``;
         the boxes that pass are decoded in Python (see ``weighted_nms``).
         """
-        logits = self._interpreter.tensor(self._scores_index)()[0, :, 0]  # a view: no copy of every score
+        logits = self._scores_view()[0, :, 0]  # a view: no copy of every score
         keep = np.flatnonzero(logits >= self._logit_floor)
         if keep.size == 0:
             return []
-        with np.errstate(over="ignore"):  # exp(100) is beyond float32: the score is then 0, as in mediapipe
-            clipped = np.minimum(np.maximum(logits[keep], -SCORE_CLIP), SCORE_CLIP)
-            scores = (1.0 / (1.0 + np.exp(-clipped))).tolist()
+        kept = logits[keep]
         del logits  # LiteRT refuses to run while a view of its buffers is alive
-        rows = self._interpreter.tensor(self._boxes_index)()[0, keep, :4].tolist()  # a copy
+        if self._logit_floor > -SCORE_CLIP:  # what passes lies above the low clip, and the high one changes no score
+            scores = (1.0 / (1.0 + np.exp(-kept))).tolist()
+        else:
+            with np.errstate(over="ignore"):  # exp(100) is beyond float32: the score is then 0, as in mediapipe
+                scores = (1.0 / (1.0 + np.exp(-np.minimum(np.maximum(kept, -SCORE_CLIP), SCORE_CLIP)))).tolist()
+        rows = self._boxes_view()[0, keep, :4].tolist()  # a copy
         size, anchors, min_score = float(self.input_size), self._anchors, self._min_score32
         candidates = []
         for index, score, (dx, dy, width, height) in zip(keep.tolist(), scores, rows):
