@@ -64,6 +64,8 @@ SCORE_CLIP = 100.0  # raw scores are clipped to +-this before the sigmoid
 # Per model input side that can be trimmed: the stride of its coarsest grid (the short-range network's
 # layers all take any input of whole 16-pixel cells; the full-range one's upsampling takes only its own size).
 TRIM_STRIDE: dict[int, int] = {128: 16}
+# pixel value -> model input in [-1, 1], as the float32 steps p * (2 / 255) - 1 give it: one table look-up a pixel
+_TO_UNIT_RANGE = np.arange(256, dtype=np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
 def anchor_centres(input_size: int, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
@@ -180,6 +182,7 @@ class BlazeFace:
             raise ManifestError(f"not a BlazeFace model: input {shape}, {len(outputs)} outputs (expected 2)")
         self.input_size = shape[1]
         self._input_index = inputs[0]["index"]
+        self._input_view = self._interpreter.tensor(self._input_index)
         by_width = {int(detail["shape"][-1]): detail["index"] for detail in outputs}
         if set(by_width) != {1, 16}:
             raise ManifestError(f"not a BlazeFace model: outputs of widths {sorted(by_width)} (expected 1 and 16)")
@@ -229,10 +232,9 @@ class BlazeFace:
             image_rgb, self._window_warp, self._window[2:], dst=self._warped,
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
         )
-        tensor = self._interpreter.tensor(self._input_index)()[0]
+        tensor = self._input_view()[0]
         try:
-            np.multiply(self._warped, np.float32(2.0 / 255.0), out=tensor, casting="unsafe")
-            tensor -= np.float32(1.0)
+            cv2.LUT(self._warped, _TO_UNIT_RANGE, dst=tensor)
         finally:
             del tensor  # LiteRT refuses to run while a view of its buffers is alive
 

@@ -143,6 +143,20 @@ def test_the_logit_floor_lets_through_every_score_that_reaches_min_score(min_sco
         assert 1.0 / (1.0 + np.exp(-floor)) > min(min_score, 1.0 - 1e-6) - 2e-6
 
 
+def test_the_letterbox_puts_pixels_in_the_models_range_as_the_task_does():
+    """The model's input is p * (2 / 255) - 1 in float32 for each warped pixel p, the border -1."""
+    from edge.detector import load_detector_model
+
+    blazeface = BlazeFace(load_detector_model(FaceDetectorOptions(model="short")), min_score=0.5,
+                          suppression_threshold=0.3)
+    frame = np.random.default_rng(3).integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    blazeface._letterbox(frame)
+    expected = blazeface._warped.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+    tensor = blazeface._input_view()[0]
+    np.testing.assert_array_equal(tensor, expected)
+    assert tensor[0, 0].tolist() == [-1.0, -1.0, -1.0] and tensor.min() >= -1.0 and tensor.max() <= 1.0
+
+
 def test_a_model_without_blazeface_outputs_is_refused(tiny_model_dir):
     model = next(tiny_model_dir.glob("*.tflite")).read_bytes()
     with pytest.raises(ManifestError, match="not a BlazeFace model"):
