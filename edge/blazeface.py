@@ -61,6 +61,7 @@ ANCHOR_GRIDS: dict[int, tuple[tuple[int, int], ...]] = {
     192: ((48, 1),),
 }
 SCORE_CLIP = 100.0  # raw scores are clipped to +-this before the sigmoid
+_NO_OVERFLOW = -math.log(float(np.finfo(np.float32).max))  # raw scores above this: exp(-score) fits in float32
 # Per model input side that can be trimmed: the stride of its coarsest grid (the short-range network's
 # layers all take any input of whole 16-pixel cells; the full-range one's upsampling takes only its own size).
 TRIM_STRIDE: dict[int, int] = {128: 16}
@@ -279,7 +280,7 @@ class BlazeFace:
             return []
         kept = logits[keep]
         del logits  # LiteRT refuses to run while a view of its buffers is alive
-        if self._logit_floor > -SCORE_CLIP:  # what passes lies above the low clip, and the high one changes no score
+        if self._logit_floor > _NO_OVERFLOW:  # no exp overflows, and neither clip changes a score that passes
             scores = (1.0 / (1.0 + np.exp(-kept))).tolist()
         else:
             with np.errstate(over="ignore"):  # exp(100) is beyond float32: the score is then 0, as in mediapipe

@@ -16,7 +16,7 @@ threads, every further sleep is a wait for the GIL that the other loop holds.
 
 ``--by-call`` also says where in a frame those waits land: each loop times
 its calls that let go of the GIL (decoding the next frame; OpenCV's
-``cvtColor``, ``warpAffine`` and ``resize`` and LiteRT's ``invoke`` inside
+``cvtColor``, ``warpAffine``, ``LUT`` and ``resize`` and LiteRT's ``invoke`` inside
 the pipeline) and prints their milliseconds per frame beside the rest of the
 frame (Python and numpy, and with the mediapipe engine its detector's call).
 A wait for the GIL ends such a call, so it counts in that call's time. Its
@@ -59,7 +59,7 @@ ARRANGEMENTS = ("alone", "threads", "processes")
 
 
 CALLS = ("decode", "opencv", "invoke", "rest")  # --by-call's parts of a frame, in its table's order
-TIMED_OPENCV = ("cvtColor", "warpAffine", "resize")  # the OpenCV calls the pipeline makes for a face
+TIMED_OPENCV = ("cvtColor", "warpAffine", "LUT", "resize")  # the OpenCV calls the pipeline makes for a frame
 
 
 class LoopTimes(NamedTuple):
