@@ -24,6 +24,10 @@ wrappers cost a few microseconds a call.
 
     python tools/thread_cost.py --detector-engine litert --rounds 3
     python tools/thread_cost.py --detector-engine litert --by-call --arrangement alone --arrangement threads
+    python tools/thread_cost.py --detector-engine litert --by-call --faces 5   # the clip's face tiled 5 times
+
+``--faces N`` loops a copy of the clip with its face tiled N times, as
+``ers bench --faces N`` does, to see what each further face costs.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import os
 import queue
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -47,11 +52,13 @@ sys.path.insert(0, str(REPO_ROOT))
 import cv2  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from edge.benchclips import LoopedClip, sample_clip  # noqa: E402
+from edge.bench import MAX_FACES  # noqa: E402
+from edge.benchclips import LoopedClip, sample_clip, write_tiled_faces_clip  # noqa: E402
 from edge.classifier import EmotionClassifier  # noqa: E402
 from edge.commands import engine_option  # noqa: E402
 from edge.cores import pinned  # noqa: E402
 from edge.detector import FaceDetector, FaceDetectorOptions  # noqa: E402
+from edge.errors import ErsError  # noqa: E402
 from edge.pipeline import DEFAULT_MODEL_DIR, Pipeline  # noqa: E402
 from edge.types import SourceKind  # noqa: E402
 
@@ -236,14 +243,32 @@ def run_arrangement(arrangement: str, cores: tuple[int, int], clip: Path, engine
               default=ARRANGEMENTS, show_default=True, help="Which to time; repeat for several.")
 @click.option("--by-call", is_flag=True,
               help="Also time each loop's calls that let go of the GIL: where a frame's waits for it land.")
+@click.option("--faces", type=click.IntRange(1, MAX_FACES), default=None,
+              help="Loop a copy of the clip with its face tiled this many times (as `ers bench --faces`).")
 def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, rounds: int,
-         arrangements: tuple[str, ...], by_call: bool) -> None:
+         arrangements: tuple[str, ...], by_call: bool, faces: int | None) -> None:
     """Frame p50 and p95 of one frame loop alone, two in threads and two in processes, in turn."""
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(usable) < 2:
         raise click.ClickException("needs 2 cores this process may use, and Linux's sched_setaffinity")
-    cores = (usable[0], usable[1])
     clip = clip or sample_clip()
+    if faces is None:
+        _time_arrangements(clip, detector_engine, frames, warmup, rounds, arrangements, by_call, usable)
+        return
+    with tempfile.TemporaryDirectory(prefix="ers-thread-cost-") as scratch:
+        options = FaceDetectorOptions(model="short", engine=detector_engine, running_mode="image")
+        try:
+            with FaceDetector(options) as detector:
+                tiled = write_tiled_faces_clip(clip, faces, Path(scratch) / f"{clip.stem}_faces{faces}.mp4", detector)
+        except ErsError as error:
+            raise click.ClickException(str(error)) from None
+        _time_arrangements(tiled, detector_engine, frames, warmup, rounds, arrangements, by_call, usable)
+
+
+def _time_arrangements(clip: Path, detector_engine: str, frames: int, warmup: int, rounds: int,
+                       arrangements: tuple[str, ...], by_call: bool, usable: list[int]) -> None:
+    """Run the rounds of every arrangement asked for on ``clip`` and print their table(s)."""
+    cores = (usable[0], usable[1])
     measured: dict[str, list[LoopTimes]] = {name: [] for name in ARRANGEMENTS if name in arrangements}
     for number in range(1, rounds + 1):
         for arrangement in measured:

@@ -6,6 +6,7 @@ import os
 import re
 
 import click
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -108,3 +109,21 @@ def test_by_call_prints_each_arrangements_calls(tool, tmp_path, call_clock_resto
     rows = re.findall(r"^(alone|threads)((?:\s+[\d.]+){4})$", result.output, flags=re.M)
     assert [name for name, _ in rows] == ["alone", "threads"]
     assert all(float(value) > 0 for _, values in rows for value in values.split())
+
+
+def test_faces_loops_the_clip_with_its_face_tiled(tool, tmp_path, media, call_clock_restored):
+    clip = tmp_path / "face.mp4"
+    frames = [cv2.cvtColor(cv2.imread(str(media / "single_face.jpg")), cv2.COLOR_BGR2RGB)] * 30
+    write_video(clip, frames, fps=10.0)
+    result = CliRunner().invoke(tool.main, ["--clip", str(clip), "--detector-engine", "litert", "--frames", "100",
+                                            "--warmup", "2", "--rounds", "1", "--faces", "3",
+                                            "--arrangement", "alone"])
+    assert result.exit_code == 0, result.output
+    assert "face_faces3.mp4, detector on litert" in result.output
+    assert re.search(r"^alone\s+[\d.]+ ms", result.output, flags=re.M)
+
+
+def test_faces_names_a_clip_without_a_face(tool, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", synthetic_frames(6, 96, 64) * 5, fps=10.0)
+    result = CliRunner().invoke(tool.main, ["--clip", str(clip), "--detector-engine", "litert", "--faces", "2"])
+    assert result.exit_code != 0 and f"no face found in {clip}" in result.output and "Traceback" not in result.output
