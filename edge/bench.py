@@ -214,7 +214,7 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         kind = SourceKind.LIVE if options.realtime else SourceKind.VIDEO  # realtime plays the clip as a camera
         with Pipeline.from_options(pipeline_options, kind) as pipeline:
             model_threads, worker_cores = pipeline.model_threads, pipeline.cores
-            trims_letterbox = getattr(pipeline.detector, "trims_letterbox", False)
+            trims_letterbox = pipeline.trims_letterbox
             measured = _measure(pipeline, clip, options, scratch)
         fer = _run_fer(options, clip_path, scratch)
     stage_seconds, latency, faces, elapsed, cpu_s, threads, baseline_seconds, baseline_wall_s = measured

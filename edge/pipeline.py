@@ -248,6 +248,12 @@ class Pipeline:
         self._owned: list = []
 
     @property
+    def trims_letterbox(self) -> bool:
+        """Whether its face detector runs on the trimmed letterbox (``FaceDetector.trims_letterbox``):
+        what was done, not what was asked; False for a detector that has no letterbox to trim."""
+        return bool(getattr(self.detector, "trims_letterbox", False))
+
+    @property
     def workers(self) -> tuple[tuple[Detector, Classifier], ...]:
         """The ``(detector, classifier)`` pairs of an overlapped run; the first is used sequentially."""
         return ((self.detector, self.classifier), *self.extra_workers)

@@ -392,7 +392,7 @@ def _run_loop(
         variant=variant,
         detector_model=detector.model.value,
         detector_engine=detector.engine.value,
-        trim_letterbox=getattr(pipeline.detector, "trims_letterbox", False),  # what it did, not what was asked
+        trim_letterbox=pipeline.trims_letterbox,
         labels=pipeline.labels,
         frames=summary.frames,
         frames_with_faces=summary.frames_with_faces,
