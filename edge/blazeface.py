@@ -207,10 +207,9 @@ class BlazeFace:
         self._window = (0, 0, self.input_size, self.input_size)  # the part of the square input the model runs on
         self._warped = np.empty((self.input_size, self.input_size, 3), np.uint8)
         self._frame_size: tuple[int, int] | None = None
-        self._warp = np.zeros((2, 3), np.float32)  # input pixel -> frame pixel
-        self._window_warp = self._warp  # pixel of the window the model runs on -> frame pixel
+        self._window_warp = np.zeros((2, 3), np.float32)  # pixel of the window the model runs on -> frame pixel
         self._side = float(self.input_size)  # the padded frame's side, in frame pixels
-        self._offset = (0.0, 0.0)
+        self._offset = (0.0, 0.0)  # the padded frame's corner, in frame pixels
 
     def _letterbox(self, image_rgb: np.ndarray) -> None:
         """Warp ``image_rgb`` into the model input, in [-1, 1]."""
@@ -218,17 +217,16 @@ class BlazeFace:
         if (width, height) != self._frame_size:
             side = max(width, height)
             scale = side / self.input_size
-            # input pixel (u, v) samples frame pixel (u, v) * scale + offset: corners onto corners
-            self._warp = np.array(
-                [[scale, 0.0, (width - side) / 2.0], [0.0, scale, (height - side) / 2.0]], np.float32
-            )
             self._side = float(side)
-            self._offset = ((width - side) / 2.0, (height - side) / 2.0)  # the padded frame's corner, in frame pixels
+            self._offset = offset_x, offset_y = (width - side) / 2.0, (height - side) / 2.0
             self._frame_size = (width, height)
             if self.trims:
                 self._fit_window(trimmed_window(self.input_size, width, height))
             left, top = self._window[:2]  # the window's pixel (u, v) is the square input's (u + left, v + top)
-            self._window_warp = self._warp + np.array([[0.0, 0.0, left * scale], [0.0, 0.0, top * scale]], np.float32)
+            # square input pixel (u, v) samples frame pixel (u, v) * scale + offset: corners onto corners
+            self._window_warp = np.array(
+                [[scale, 0.0, offset_x], [0.0, scale, offset_y]], np.float32
+            ) + np.array([[0.0, 0.0, left * scale], [0.0, 0.0, top * scale]], np.float32)
         cv2.warpAffine(
             image_rgb, self._window_warp, self._window[2:], dst=self._warped,
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
