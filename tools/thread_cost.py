@@ -251,9 +251,10 @@ def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, roun
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(usable) < 2:
         raise click.ClickException("needs 2 cores this process may use, and Linux's sched_setaffinity")
+    cores = (usable[0], usable[1])
     clip = clip or sample_clip()
     if faces is None:
-        _time_arrangements(clip, detector_engine, frames, warmup, rounds, arrangements, by_call, usable)
+        _time_arrangements(clip, detector_engine, frames, warmup, rounds, arrangements, by_call, cores)
         return
     with tempfile.TemporaryDirectory(prefix="ers-thread-cost-") as scratch:
         options = FaceDetectorOptions(model="short", engine=detector_engine, running_mode="image")
@@ -262,13 +263,12 @@ def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, roun
                 tiled = write_tiled_faces_clip(clip, faces, Path(scratch) / f"{clip.stem}_faces{faces}.mp4", detector)
         except ErsError as error:
             raise click.ClickException(str(error)) from None
-        _time_arrangements(tiled, detector_engine, frames, warmup, rounds, arrangements, by_call, usable)
+        _time_arrangements(tiled, detector_engine, frames, warmup, rounds, arrangements, by_call, cores)
 
 
 def _time_arrangements(clip: Path, detector_engine: str, frames: int, warmup: int, rounds: int,
-                       arrangements: tuple[str, ...], by_call: bool, usable: list[int]) -> None:
-    """Run the rounds of every arrangement asked for on ``clip`` and print their table(s)."""
-    cores = (usable[0], usable[1])
+                       arrangements: tuple[str, ...], by_call: bool, cores: tuple[int, int]) -> None:
+    """Run the rounds of every arrangement asked for on ``clip``, on ``cores``, and print their table(s)."""
     measured: dict[str, list[LoopTimes]] = {name: [] for name in ARRANGEMENTS if name in arrangements}
     for number in range(1, rounds + 1):
         for arrangement in measured:
