@@ -129,7 +129,8 @@ def test_the_logit_floor_lets_through_every_score_that_reaches_min_score(min_sco
     """Only raw scores above the floor get the sigmoid: none that reaches min_score in float32 may be
     below it, near the threshold or far (min_score 1 passes the scores that round to 1)."""
     floor = _logit_floor(min_score)
-    centre = np.float32(np.log(min(max(min_score, 1e-30), 1 - 1e-7) / (1 - min(max(min_score, 1e-30), 1 - 1e-7))))
+    inside = min(max(min_score, 1e-30), 1 - 1e-7)  # a probability with a finite logit
+    centre = np.float32(np.log(inside / (1 - inside)))
     logits = np.concatenate([
         np.linspace(-120, 120, 200_001, dtype=np.float32),
         centre + np.arange(-5000, 5001, dtype=np.float32) * np.spacing(np.abs(centre) + np.float32(1e-3)),
