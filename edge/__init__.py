@@ -12,6 +12,9 @@ on first use, so ``import edge.model_spec`` stays light)::
             Pipeline.from_options(PipelineOptions(model_dir="exports/m"), source.kind) as pipeline:
         for result in pipeline.run(source):   # FrameResult per frame
             ...
+
+``PipelineOptions(model_dir=shipped_model_dir("fast"))`` runs the faster of the
+two shipped emotion models (``ers run --model fast``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ _API = {
     "SmoothingOptions": "edge.tracking",
     "Pipeline": "edge.pipeline",
     "PipelineOptions": "edge.pipeline",
+    "shipped_model_dir": "edge.pipeline",
     "annotate": "edge.draw",
     # outputs and the whole run
     "JsonlSink": "edge.sinks",

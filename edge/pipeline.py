@@ -37,6 +37,11 @@ from edge.types import FaceDetection, FaceResult, Frame, FrameResult, SourceKind
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "emotion"
+FAST_MODEL_DIR = DEFAULT_MODEL_DIR.with_name("emotion_fast")
+# The emotion models shipped in the package, by name (``ers run --model NAME``): the default, and one that
+# takes about a quarter less time a face for about half a point of accuracy (docs/model.md).
+SHIPPED_MODELS = ("accurate", "fast")
+DEFAULT_MODEL = "accurate"
 WORKERS = 2  # frames analysed at once in an overlapped run, one detector and classifier each: main thread + one
 MAX_MODEL_THREADS = 2  # threads for one small model; more were not measured
 
@@ -93,16 +98,25 @@ def overlap_for(kind: SourceKind | str, overlap: bool | None = None) -> bool:
     return SourceKind(kind) is not SourceKind.LIVE
 
 
+def shipped_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The folder of the emotion model shipped in the package as ``name`` (``SHIPPED_MODELS``)."""
+    folders = {"accurate": DEFAULT_MODEL_DIR, "fast": FAST_MODEL_DIR}  # read here: tests move them
+    if name not in folders:
+        raise ConfigError(f"no emotion model is shipped as {name!r}; the shipped ones are {', '.join(SHIPPED_MODELS)}")
+    folder = folders[name]
+    if not (folder / MANIFEST_NAME).is_file():
+        which = "default" if name == DEFAULT_MODEL else repr(name)
+        raise ManifestError(
+            f"no {which} emotion model is installed ({folder / MANIFEST_NAME} is missing); export one with "
+            f"`ers export` and pass its folder with --model-dir DIR (or copy that folder to {folder})"
+        )
+    return folder
+
+
 def resolve_model_dir(model_dir: Path | str | None) -> Path:
-    """The emotion model folder to use: ``model_dir``, or the one shipped in the package."""
+    """The emotion model folder to use: ``model_dir``, or the default one shipped in the package."""
     if model_dir is None:
-        if not (DEFAULT_MODEL_DIR / MANIFEST_NAME).is_file():
-            raise ManifestError(
-                f"no default emotion model is installed ({DEFAULT_MODEL_DIR / MANIFEST_NAME} is "
-                "missing); export one with `ers export` and pass its folder with --model-dir DIR "
-                f"(or copy that folder to {DEFAULT_MODEL_DIR})"
-            )
-        return DEFAULT_MODEL_DIR
+        return shipped_model_dir(DEFAULT_MODEL)
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
         what = "is a file" if model_dir.exists() else "does not exist"
@@ -114,7 +128,8 @@ def resolve_model_dir(model_dir: Path | str | None) -> Path:
 class PipelineOptions:
     """Everything needed to build the real pipeline; only ``model_dir`` is usually set.
 
-    ``model_dir`` None means the model shipped in ``edge/models/emotion``;
+    ``model_dir`` None means the model shipped in ``edge/models/emotion``
+    (``shipped_model_dir("fast")``: the faster one shipped beside it);
     ``variant`` None means the manifest's default variant; ``num_threads``
     is each worker's emotion model's and LiteRT face detector's (None:
     ``model_threads_for(workers, source kind, detector engine)``: 1 each for 2

@@ -32,7 +32,7 @@ import click
 from edge.bench import BenchOptions, benchmark, fer_available
 from edge.benchclips import SAMPLE_CLIP, sample_clip
 from edge.benchreport import BenchReport, machine_info
-from edge.commands import check_json_target, engine_option, trim_option
+from edge.commands import check_json_target, engine_option, model_options, trim_option
 from edge.errors import ConfigError, ErsError
 from edge.sinks import write_json
 
@@ -135,8 +135,7 @@ def table(rows: list[dict[str, Any]], fer: dict[str, Any] | None) -> str:
 
 @click.command()
 @click.option("--clip", help="Video to time: a path, or the name of a sample clip. Default: single_face.mp4.")
-@click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder written by `ers export`. Default: the shipped model.")
+@model_options
 @click.option("--variant", default="int8", show_default=True, help="Model variant.")
 @engine_option
 @trim_option

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from edge.classifier import EmotionClassifier, resize_to
+from edge.model_spec import ModelSpec
+from edge.pipeline import SHIPPED_MODELS, shipped_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +22,19 @@ def _crops(count: int, seed: int = 0) -> list[np.ndarray]:
     frame = rng.integers(0, 256, (200, 300, 3), np.uint8)
     boxes = [(0, 0, 120, 130), (40, 50, 100, 110), (150, 60, 190, 90), (10, 100, 40, 130)]  # larger and smaller than 48
     return [frame[y1:y2, x1:x2] for x1, y1, x2, y2 in boxes[:count]]
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_every_shipped_model_loads_with_the_same_input_contract(name):
+    accurate = ModelSpec.load(shipped_model_dir())
+    with EmotionClassifier.from_dir(shipped_model_dir(name), num_threads=1) as model:  # checks its sha256
+        assert model.variant.quantization == "int8" and model.variant.passed_gate
+        assert (model.spec.labels, model.spec.input_shape, model.spec.crop) == (
+            accurate.labels, accurate.input_shape, accurate.crop
+        )
+        probabilities = model.classify(_crops(4))
+    assert probabilities.shape == (4, len(accurate.labels))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.01)
 
 
 def test_classify_equals_predict_on_prepared_crops(classifier):

@@ -13,6 +13,7 @@ def test_run_help_lists_the_options():
     result = CliRunner().invoke(cli, ["run", "--help"])
     assert result.exit_code == 0
     for flag in (
+        "--model",
         "--model-dir",
         "--variant",
         "--detector",
@@ -97,6 +98,24 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
     assert bad_choice.exit_code == 2
     bad_engine = runner.invoke(cli, ["run", "0", "--detector-engine", "tflite"])
     assert bad_engine.exit_code == 2 and "tflite" in bad_engine.output
+
+
+def test_run_with_a_shipped_model_by_name(tmp_path, five_frame_video):
+    args = ["run", str(five_frame_video), "--no-display", "--no-video", "--max-frames", "2"]
+    result = CliRunner().invoke(cli, [*args, "--model", "fast", "--out-dir", str(tmp_path / "fast")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "fast" / "summary.json").read_text())
+    assert summary["model_dir"] == str(pipeline_module.FAST_MODEL_DIR)
+    both = CliRunner().invoke(cli, [*args, "--model", "fast", "--model-dir", str(tmp_path), "--out-dir", str(tmp_path)])
+    assert both.exit_code == 2 and "give one of them" in both.output
+    assert CliRunner().invoke(cli, [*args, "--model", "slow"]).exit_code == 2
+
+
+def test_a_shipped_model_that_is_not_installed_is_one_line(tmp_path, monkeypatch, five_frame_video):
+    monkeypatch.setattr(pipeline_module, "FAST_MODEL_DIR", tmp_path / "emotion_fast")
+    result = CliRunner().invoke(cli, ["run", str(five_frame_video), "--model", "fast", "--no-display"])
+    assert result.exit_code == 1 and "no 'fast' emotion model is installed" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_run_into_an_earlier_runs_folder_needs_overwrite(tmp_path, tiny_model_dir, five_frame_video):

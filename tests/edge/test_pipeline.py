@@ -13,7 +13,7 @@ from edge_testing import LABELS, FakeClassifier, FakeDetector
 from edge.detector import FaceDetectorOptions
 from edge.errors import ConfigError, DataError, ManifestError
 from edge.model_spec import CropSpec
-from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir
+from edge.pipeline import Pipeline, PipelineOptions, resolve_model_dir, shipped_model_dir
 from edge.tracking import FaceTracker, ScoreSmoother, SmoothingOptions
 from edge.types import FaceResult, Frame, FrameResult, SourceKind
 
@@ -117,6 +117,16 @@ def test_resolve_model_dir_without_a_shipped_model(tmp_path, monkeypatch):
     with pytest.raises(ManifestError, match="does not exist"):
         resolve_model_dir(tmp_path / "nowhere")
     assert resolve_model_dir(tmp_path) == tmp_path
+
+
+def test_shipped_models_by_name(tmp_path, monkeypatch):
+    assert shipped_model_dir() == shipped_model_dir("accurate") == resolve_model_dir(None)
+    assert shipped_model_dir("fast") == pipeline_module.FAST_MODEL_DIR
+    with pytest.raises(ConfigError, match="'quick'.*accurate, fast"):
+        shipped_model_dir("quick")
+    monkeypatch.setattr(pipeline_module, "FAST_MODEL_DIR", tmp_path / "emotion_fast")
+    with pytest.raises(ManifestError, match="no 'fast' emotion model is installed"):
+        shipped_model_dir("fast")
 
 
 def test_pipeline_options_are_validated():
