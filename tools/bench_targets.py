@@ -34,6 +34,7 @@ from edge.benchclips import SAMPLE_CLIP, sample_clip
 from edge.benchreport import BenchReport, machine_info
 from edge.commands import check_json_target, engine_option, model_options, trim_option
 from edge.errors import ConfigError, ErsError
+from edge.pipeline import resolve_model_dir
 from edge.sinks import write_json
 
 
@@ -175,11 +176,13 @@ def _measure_and_report(clip: str | None, model_dir: Path | None, variant: str, 
     rows = summary(figures)
     machine = machine_info()
     how = ("" if caller_works else ", dedicated workers") + (", letterbox trimmed" if trim_letterbox else "")
-    click.echo(f"{source.name}, {variant}, detector on {detector_engine}{how}, {rounds} rounds of {frames} frames; "
-               f"{machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
+    model = resolve_model_dir(model_dir)
+    click.echo(f"{source.name}, {model.name} {variant}, detector on {detector_engine}{how}, {rounds} rounds of "
+               f"{frames} frames; {machine['cpu_model']} ({machine['cpu_id']}), {machine['usable_cores']} usable cores")
     click.echo(table(rows, fer))
     if json_path is not None:
-        write_json(json_path, {"clip": str(source), "variant": variant, "detector_engine": detector_engine,
+        write_json(json_path, {"clip": str(source), "model_dir": str(model), "variant": variant,
+                               "detector_engine": detector_engine,
                                "trim_letterbox": trim_letterbox, "caller_works": caller_works, "rounds": rounds,
                                "frames": frames, "machine": machine, "targets": rows, "fer": fer}, "the figures")
         click.echo(f"JSON: {json_path}")

@@ -53,7 +53,8 @@ def test_the_tool_measures_every_target_on_a_real_clip(tool, media, tiny_model_d
     data = json.loads(out.read_text())
     assert data["rounds"] == 2 and data["fer"] is None and data["detector_engine"] == "litert"
     assert data["caller_works"] is False and data["trim_letterbox"] is True
-    assert "detector on litert, dedicated workers, letterbox trimmed" in result.output
+    assert data["model_dir"] == str(tiny_model_dir)
+    assert f"{tiny_model_dir.name} float32, detector on litert, dedicated workers, letterbox trimmed" in result.output
     names = [row["target"] for row in data["targets"]]
     assert len(names) == 6 and "5-face frame against 1-face frame" in names
     for row in data["targets"]:
