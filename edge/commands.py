@@ -69,7 +69,7 @@ def model_options(command):
         type=click.Choice(SHIPPED_MODELS),
         default=None,
         help=f"Shipped emotion model (default: {DEFAULT_MODEL}). fast takes about a quarter less time a face "
-        "for about half a point of accuracy (int8 85.7% against 86.2% on FER+ Valid).",
+        "for about half a point of accuracy (README, \"Measured figures\").",
     )(with_model_dir)
 
 
