@@ -196,7 +196,8 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         clip_path = source
         if options.faces is not None:
             LoopedClip(source, total)  # the source too short to loop is named as itself, not as the tiled copy
-            clip_path = _tiled_clip(source, options.faces, detector_options, scratch)
+            clip_path = write_tiled_faces_clip(source, options.faces, scratch / f"faces{options.faces}.mp4",
+                                               detector_options)
         try:
             clip = LoopedClip(clip_path, total, decode_ahead=options.decode_ahead_frames,
                               decode_threads=options.decode_threads)
@@ -308,15 +309,6 @@ def benchmark(options: BenchOptions | None = None) -> BenchReport:
         fer=fer,
         notes=tuple(notes),
     )
-
-
-def _tiled_clip(source: Path, faces: int, detector_options: FaceDetectorOptions, scratch: Path) -> Path:
-    from dataclasses import replace
-
-    from edge.detector import FaceDetector, RunningMode
-
-    with FaceDetector(replace(detector_options, running_mode=RunningMode.IMAGE)) as detector:
-        return write_tiled_faces_clip(source, faces, scratch / f"faces{faces}.mp4", detector)
 
 
 class _Measured(NamedTuple):

@@ -23,11 +23,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge.detector import FaceDetector, FaceDetectorOptions, RunningMode
 from edge.errors import SourceError
 from edge.sources import DECODE_AHEAD, DECODE_THREADS, VideoFileSource
 from edge.types import Frame, SourceKind
@@ -169,19 +171,20 @@ def tile_faces(image_rgb: np.ndarray, box_xyxy: tuple[int, int, int, int], faces
     return canvas
 
 
-def write_tiled_faces_clip(clip: Path, faces: int, out_path: Path, detector: object) -> Path:
+def write_tiled_faces_clip(clip: Path, faces: int, out_path: Path, detector_options: FaceDetectorOptions) -> Path:
     """Write ``out_path`` (mp4): every frame of ``clip`` with its face tiled ``faces`` times.
 
-    ``detector`` (a ``FaceDetector`` in image mode) finds the face of each
-    frame; a frame without one reuses the last face found.
+    A face detector with ``detector_options``, in image mode, finds the face
+    of each frame; a frame without one reuses the last face found.
     """
     box = None
     writer = None
     written = 0
-    with VideoFileSource(clip, decode_ahead=0) as source:
+    image_mode = replace(detector_options, running_mode=RunningMode.IMAGE)
+    with FaceDetector(image_mode) as detector, VideoFileSource(clip, decode_ahead=0) as source:
         try:
             for frame in source:
-                found = detector.detect(frame)  # type: ignore[attr-defined]
+                found = detector.detect(frame)
                 if found:
                     box = found[0].box_xyxy
                 if box is None:

@@ -257,10 +257,9 @@ def main(clip: Path | None, detector_engine: str, frames: int, warmup: int, roun
         _time_arrangements(clip, detector_engine, frames, warmup, rounds, arrangements, by_call, cores)
         return
     with tempfile.TemporaryDirectory(prefix="ers-thread-cost-") as scratch:
-        options = FaceDetectorOptions(model="short", engine=detector_engine, running_mode="image")
+        options = FaceDetectorOptions(model="short", engine=detector_engine)
         try:
-            with FaceDetector(options) as detector:
-                tiled = write_tiled_faces_clip(clip, faces, Path(scratch) / f"{clip.stem}_faces{faces}.mp4", detector)
+            tiled = write_tiled_faces_clip(clip, faces, Path(scratch) / f"{clip.stem}_faces{faces}.mp4", options)
         except ErsError as error:
             raise click.ClickException(str(error)) from None
         _time_arrangements(tiled, detector_engine, frames, warmup, rounds, arrangements, by_call, cores)
